@@ -1,0 +1,49 @@
+# Copyright (c) splitroute.vpn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# This module_utils is PRIVATE to splitroute.vpn; breaking changes can occur any time.
+"""Guarded pyroute2 import shared by the netlink modules (pyroute2 0.7 and 0.9)."""
+
+from __future__ import annotations
+
+import traceback
+
+from ansible.module_utils.basic import missing_required_lib
+
+try:
+    import pyroute2
+    from pyroute2 import IPRoute, NetlinkError
+
+    HAS_PYROUTE2 = True
+    PYROUTE2_IMPORT_ERROR = None
+except ImportError:
+    pyroute2 = None
+    IPRoute = None
+    NetlinkError = OSError
+    HAS_PYROUTE2 = False
+    PYROUTE2_IMPORT_ERROR = traceback.format_exc()
+
+MIN_VERSION = (0, 7, 2)
+
+
+def pyroute2_version():
+    raw = getattr(pyroute2, "__version__", "0") if pyroute2 else "0"
+    parts = []
+    for piece in str(raw).split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts[:3])
+
+
+def require_pyroute2(module):
+    """Fail the module with Ansible's standard message when pyroute2 is missing or too old."""
+    if not HAS_PYROUTE2:
+        module.fail_json(msg=missing_required_lib("pyroute2 >= 0.7.2"), exception=PYROUTE2_IMPORT_ERROR)
+    if pyroute2_version() < MIN_VERSION:
+        module.fail_json(msg="pyroute2 >= 0.7.2 is required, found %s" % getattr(pyroute2, "__version__", "?"))
+
+
+def collect(result):
+    """pyroute2 0.9 may return generators where 0.7 returns lists: always get a list."""
+    if result is None:
+        return []
+    return list(result)
