@@ -55,7 +55,9 @@ def run_module(name, args, check=False, diff=True, python=None, expect_fail=Fals
     try:
         result = json.loads(proc.stdout)
     except ValueError as exc:
-        raise ModuleFailed("module %s printed no JSON (rc=%s):\n%s\n%s" % (name, proc.returncode, proc.stdout, proc.stderr)) from exc
+        raise ModuleFailed(
+            "module %s printed no JSON (rc=%s):\n%s\n%s" % (name, proc.returncode, proc.stdout, proc.stderr)
+        ) from exc
     if expect_fail:
         if not result.get("failed"):
             raise ModuleFailed("module %s was expected to fail but returned %r" % (name, result))
