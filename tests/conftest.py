@@ -17,6 +17,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import ansible
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,19 @@ class ModuleFailed(AssertionError):
     pass
 
 
+def ansible_only_path():
+    """A directory holding only a link to the venv's ansible package."""
+    path = ROOT / ".cache" / "ansible-only"
+    link = path / "ansible"
+    if not link.exists():
+        path.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(Path(ansible.__file__).parent)
+    return path
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
 def run_module(name, args, check=False, diff=True, python=None, expect_fail=False):
     """Run module splitroute.vpn.NAME with ARGS; return its result dict."""
     payload = {"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=check, _ansible_diff=diff)}
@@ -41,6 +55,10 @@ def run_module(name, args, check=False, diff=True, python=None, expect_fail=Fals
         json.dump(payload, fh)
         path = fh.name
     env = dict(os.environ, PYTHONPATH=str(COLLECTIONS))
+    if python and python != sys.executable:
+        # Another interpreter (Debian's /usr/bin/python3 with pyroute2 0.7, as on a managed host):
+        # give it ansible-core's module_utils and nothing else from the venv.
+        env["PYTHONPATH"] = "%s:%s" % (ansible_only_path(), COLLECTIONS)
     try:
         proc = subprocess.run(
             [python or sys.executable, "-m", "ansible_collections.splitroute.vpn.plugins.modules.%s" % name, path],

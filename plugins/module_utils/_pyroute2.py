@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import traceback
+from importlib.metadata import version as metadata_version
 
 from ansible.module_utils.basic import missing_required_lib
 
@@ -26,7 +27,13 @@ MIN_VERSION = (0, 7, 2)
 
 
 def pyroute2_version():
-    raw = getattr(pyroute2, "__version__", "0") if pyroute2 else "0"
+    """(major, minor, patch), or None when it cannot be told (Debian's build says "unknown")."""
+    raw = getattr(pyroute2, "__version__", "unknown") if pyroute2 else "0"
+    if not raw or not str(raw)[0].isdigit():
+        try:
+            raw = metadata_version("pyroute2")
+        except Exception:  # no metadata: nothing to compare
+            return None
     parts = []
     for piece in str(raw).split("."):
         digits = "".join(ch for ch in piece if ch.isdigit())
@@ -38,7 +45,8 @@ def require_pyroute2(module):
     """Fail the module with Ansible's standard message when pyroute2 is missing or too old."""
     if not HAS_PYROUTE2:
         module.fail_json(msg=missing_required_lib("pyroute2 >= 0.7.2"), exception=PYROUTE2_IMPORT_ERROR)
-    if pyroute2_version() < MIN_VERSION:
+    found = pyroute2_version()
+    if found is not None and found < MIN_VERSION:
         module.fail_json(msg="pyroute2 >= 0.7.2 is required, found %s" % getattr(pyroute2, "__version__", "?"))
 
 
