@@ -34,10 +34,18 @@ options:
     PYROUTE2 = r"""
 requirements:
   - pyroute2 >= 0.7.2 on the managed host (Debian 12 C(python3-pyroute2) is 0.7.2; 0.9 is tested too).
+attributes:
+  netlink:
+    support: full
+    description: Reads and changes kernel state through netlink with pyroute2; no C(ip) commands are run.
 """
 
     NFTABLES = r"""
 requirements:
-  - nftables >= 1.0 on the managed host; the libnftables Python binding (Debian C(python3-nftables)) is used
+  - nftables >= 1.0 on the managed host. The libnftables Python binding (Debian C(python3-nftables)) is used
     when importable, otherwise the C(nft) binary in JSON mode (C(nft -j)).
+attributes:
+  nftables_json:
+    support: full
+    description: Reads and changes nftables through its JSON API; nothing is parsed from C(nft list) text.
 """

@@ -13,11 +13,11 @@ description:
     resource-module states V(merged), V(replaced), V(overridden), V(deleted) and V(gathered), plus V(flushed)
     and V(absent).
   - Reads the live set through the nftables JSON API and applies every change in one transaction through
-    libnftables (or C(nft -j)): the set never shows a half-applied state, and nothing is parsed from C(nft list) text.
+    libnftables (or C(nft -j)). The set never shows a half-applied state, and nothing is parsed from C(nft list) text.
   - Elements are validated against the set's type before anything is sent; an IPv6 address for an C(ipv4_addr)
     set is an error, not a kernel message.
-  - Built for sets that other programs fill at run time (dnsmasq's C(nftset=)): V(merged) and V(replaced) never
-    remove an element that carries an expiry.
+  - Built for sets that other programs fill at run time, such as dnsmasq with C(nftset=). V(merged) and V(replaced)
+    never remove an element that carries an expiry.
 author:
   - splitroute.vpn contributors
 extends_documentation_fragment:

@@ -132,8 +132,8 @@ options:
         type: str
   table_names:
     description:
-      - Names for routing tables, written to C(/etc/iproute2/rt_tables) when missing (e.g. V({wg0: 100})).
-        A name or id already taken by another entry is an error.
+      - Names for routing tables, a dict of name to id such as C(wg0=100), written to C(/etc/iproute2/rt_tables)
+        when missing. A name or id already taken by another entry is an error.
       - The names can be used in O(rules[].table), O(routes[].table) and O(scope.tables).
     type: dict
   state:
