@@ -17,6 +17,10 @@ def netns_path(name):
     return os.path.join(NETNS_RUN_DIR, name)
 
 
+def netns_exists(name):
+    return os.path.exists(netns_path(name))
+
+
 def enter_netns(name):
     """Move this process into network namespace NAME (as created by ``ip netns add``).
 

@@ -9,7 +9,7 @@ import ipaddress
 import re
 import socket
 
-from ansible_collections.splitroute.vpn.plugins.module_utils._netns import enter_netns
+from ansible_collections.splitroute.vpn.plugins.module_utils._netns import enter_netns, netns_exists
 from ansible_collections.splitroute.vpn.plugins.module_utils._nft import (
     Nft,
     NftError,
@@ -434,6 +434,9 @@ class NftSet:
         except NftError as exc:
             self.module.fail_json(msg=str(exc))
         if self.params["netns"]:
+            if self.state in ("absent", "deleted", "flushed") and not netns_exists(self.params["netns"]):
+                self.result["msg"] = "network namespace %s does not exist: nothing to remove" % self.params["netns"]
+                return self.result
             err = enter_netns(self.params["netns"])
             if err:
                 self.module.fail_json(msg=err)

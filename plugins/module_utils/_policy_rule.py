@@ -16,7 +16,7 @@ import os
 import re
 import socket
 
-from ansible_collections.splitroute.vpn.plugins.module_utils._netns import enter_netns
+from ansible_collections.splitroute.vpn.plugins.module_utils._netns import enter_netns, netns_exists
 from ansible_collections.splitroute.vpn.plugins.module_utils._pyroute2 import (
     IPRoute,
     NetlinkError,
@@ -402,7 +402,11 @@ class PolicyRouting:
         require_pyroute2(self.module)
         p = self.params
         if p["netns"]:
-            err = check_netns_name(p["netns"]) or enter_netns(p["netns"])
+            err = check_netns_name(p["netns"])
+            if not err and self.state == "deleted" and not netns_exists(p["netns"]):
+                self.result["msg"] = "network namespace %s does not exist: nothing to remove" % p["netns"]
+                return self.result
+            err = err or enter_netns(p["netns"])
             if err:
                 self.fail(err)
         try:

@@ -14,19 +14,19 @@ _NFT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,255}$")
 
 
 def check_ifname(name, what="interface name"):
-    if not isinstance(name, str) or not _IFNAME.match(name) or name in (".", ".."):
+    if not isinstance(name, str) or not _IFNAME.fullmatch(name) or name in (".", ".."):
         return "%s %r is invalid: 1-15 characters from A-Z a-z 0-9 _ . : + -" % (what, name)
     return None
 
 
 def check_netns_name(name, what="network namespace name"):
-    if not isinstance(name, str) or not _NETNS.match(name) or name in (".", ".."):
+    if not isinstance(name, str) or not _NETNS.fullmatch(name) or name in (".", ".."):
         return "%s %r is invalid: 1-64 characters from A-Z a-z 0-9 _ . -" % (what, name)
     return None
 
 
 def check_nft_name(name, what="nftables name"):
-    if not isinstance(name, str) or not _NFT_NAME.match(name):
+    if not isinstance(name, str) or not _NFT_NAME.fullmatch(name):
         return "%s %r is invalid: a letter, then letters, digits, _ . - (nftables identifier)" % (what, name)
     return None
 

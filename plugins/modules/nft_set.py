@@ -19,7 +19,7 @@ description:
   - Built for sets that other programs fill at run time, such as dnsmasq with C(nftset=). V(merged) and V(replaced)
     never remove an element that carries an expiry.
 author:
-  - splitroute.vpn contributors
+  - splitroute maintainers (@splitroute)
 extends_documentation_fragment:
   - splitroute.vpn._common
   - splitroute.vpn._common.netns

@@ -15,7 +15,7 @@ description:
     O(state=overridden) only ever acts inside an explicit O(scope), so a play never deletes rules it does not own.
   - Every rule and route is validated before the first change is made.
 author:
-  - splitroute.vpn contributors
+  - splitroute maintainers (@splitroute)
 extends_documentation_fragment:
   - splitroute.vpn._common
   - splitroute.vpn._common.netns
