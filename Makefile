@@ -46,5 +46,8 @@ lab-down: deps
 bench: deps
 	bash benchmarks/run.sh
 
+docs: deps
+	python scripts/gen_docs.py
+
 clean:
 	rm -rf .cache tests/output

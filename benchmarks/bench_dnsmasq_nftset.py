@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """How fast splitroute.vpn.dnsmasq_nftset compiles and validates large domain lists.
 
 Prints, for 1,000 / 10,000 / 100,000 domains:
@@ -45,7 +44,7 @@ def make_domains(count, seed=7):
     tlds = ["com", "net", "org", "example", "de", "ru", "io"]
     out = []
     for i in range(count):
-        label = "".join(rng.choice(letters) for _ in range(rng.randint(4, 14)))
+        label = "".join(rng.choice(letters) for _attempt in range(rng.randint(4, 14)))
         name = "%s%d.%s" % (label, i, rng.choice(tlds))
         if i % 10 == 0:
             name = "www." + name.upper() + "."
@@ -58,7 +57,7 @@ def make_domains(count, seed=7):
 def best(func, repeat):
     times = []
     result = None
-    for _ in range(repeat):
+    for _attempt in range(repeat):
         start = time.perf_counter()
         result = func()
         times.append(time.perf_counter() - start)
@@ -123,9 +122,9 @@ def main():
         conf_path = os.path.join(directory, "compiled.conf")
         for size in SIZES:
             domains = make_domains(size)
-            base_t, _ = best(functools.partial(baseline, domains, base_path), 3)
+            base_t, _base_out = best(functools.partial(baseline, domains, base_path), 3)
             comp_t, compiled = best(functools.partial(compile_and_write, domains, conf_path), 3)
-            test_t, _ = best(functools.partial(dnsmasq_test, conf_path), 3)
+            test_t, _test_out = best(functools.partial(dnsmasq_test, conf_path), 3)
             start = time.perf_counter()
             module_run(domains, directory)
             module_t = time.perf_counter() - start

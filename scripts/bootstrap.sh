@@ -15,6 +15,8 @@ APT_PACKAGES=(
   podman runc netavark aardvark-dns iptables debootstrap uidmap
   # tools the tests and the demo call on this machine
   curl dnsutils tcpdump wireguard-tools openssl
+  # ansible-test sanity's shellcheck test
+  shellcheck
 )
 
 missing=()

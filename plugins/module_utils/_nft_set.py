@@ -264,7 +264,7 @@ def cover(intervals):
             merged[-1][1] = max(merged[-1][1], hi)
         else:
             merged.append([lo, hi])
-    return [(lo, hi) for lo, hi in merged]
+    return [tuple(pair) for pair in merged]
 
 
 def subtract(base, minus):
@@ -636,26 +636,26 @@ class NftSet:
         if add:
             commands.append({"add": {"element": dict(ident, elem=[codec.to_json(k) for k in add])}})
 
-        deleted = set(delete) if self.state != "flushed" else {k for k, _ in have}
-        after_keys = [k for k, _ in have if k not in deleted] + list(add)
+        deleted = set(delete) if self.state != "flushed" else {k for k, _expires in have}
+        after_keys = [k for k, _expires in have if k not in deleted] + list(add)
         after = {"exists": True}
         after.update(self._want_definition() if self.type is not None else have_def or {})
         if self.module._diff:
-            before["elements"] = sorted(str(codec.to_text(k)) for k, _ in have)
+            before["elements"] = sorted(str(codec.to_text(k)) for k, _expires in have)
             after["elements"] = sorted(str(codec.to_text(k)) for k in after_keys)
         return commands, before, after
 
     def _plan_exact(self, have, want_keys):
         state = self.state
-        have_keys = {k for k, _ in have}
+        have_keys = {k for k, _expires in have}
         want = set(want_keys)
         add = sorted(want - have_keys, key=repr) if state in ("merged", "replaced", "overridden") else []
         if state == "overridden":
-            delete = [k for k, _ in have if k not in want]
+            delete = [k for k, _expires in have if k not in want]
         elif state == "replaced":
             delete = [k for k, exp in have if exp is None and k not in want]
         elif state == "deleted":
-            delete = [k for k, _ in have if k in want]
+            delete = [k for k, _expires in have if k in want]
         else:
             delete = []
         return delete, add
@@ -663,7 +663,7 @@ class NftSet:
     def _plan_intervals(self, have, want_keys):
         state = self.state
         want_cov = cover(want_keys)
-        have_cov = cover([k for k, _ in have])
+        have_cov = cover([k for k, _expires in have])
         if state == "merged":
             return [], subtract(want_cov, have_cov)
         if state == "flushed":
@@ -674,8 +674,8 @@ class NftSet:
             target = cover(want_keys + [k for k, exp in have if exp is not None])
         else:  # deleted
             target = subtract(have_cov, want_cov)
-        keep = [k for k, _ in have if within(k, target)]
-        delete = [k for k, _ in have if not within(k, target)]
+        keep = [k for k, _expires in have if within(k, target)]
+        delete = [k for k, _expires in have if not within(k, target)]
         add = subtract(target, cover(keep))
         return delete, add
 

@@ -637,7 +637,7 @@ class PolicyRouting:
                 )
             done.append("%s %s" % op_text(op))
         if rt_change:
-            _, new_text, _ = rt_change
+            new_text = rt_change[1]
             os.makedirs(os.path.dirname(RT_TABLES), exist_ok=True)
             tmp = RT_TABLES + ".splitroute-tmp"
             with open(tmp, "w") as fh:

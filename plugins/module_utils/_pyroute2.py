@@ -25,6 +25,8 @@ except ImportError:
 
 MIN_VERSION = (0, 7, 2)
 
+__all__ = ["HAS_PYROUTE2", "MIN_VERSION", "IPRoute", "NetlinkError", "collect", "pyroute2", "require_pyroute2"]
+
 
 def pyroute2_version():
     """(major, minor, patch), or None when it cannot be told (Debian's build says "unknown")."""

@@ -145,7 +145,7 @@ def set_elements(ns, name):
 
 
 def wait_for_port(ns, address, port):
-    for _ in range(50):
+    for _attempt in range(50):
         if nsx(ns, "bash", "-c", "exec 3<>/dev/tcp/%s/%d" % (address, port), check=False).returncode == 0:
             return
         time.sleep(0.1)

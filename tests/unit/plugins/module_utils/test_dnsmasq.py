@@ -176,8 +176,8 @@ def test_domain_fuzz_output_is_always_safe():
     rng = random.Random(20240601)
     alphabet = "abcXYZ019-_.*/#, \t\n\r\x00\x7f\u00e4\u00fc\u00df\u0430\u3002\uff0e\uff0f\uff03\u200b\u2028\U0001f600"
     accepted = 0
-    for _ in range(20000):
-        raw = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+    for _attempt in range(20000):
+        raw = "".join(rng.choice(alphabet) for _attempt in range(rng.randint(0, 12)))
         try:
             out = dm.normalize_domain(raw)
         except dm.InputError:
@@ -309,7 +309,7 @@ def test_output_is_deterministic():
     groups = [group(domains=domains), group(name="b", domains=["other.example"], servers=["10.0.0.1"])]
     first = dm.compile_config(groups).content
     rng = random.Random(1)
-    for _ in range(5):
+    for _attempt in range(5):
         shuffled = domains[:]
         rng.shuffle(shuffled)
         again = dm.compile_config([groups[1], group(domains=shuffled + [d.upper() for d in shuffled[:50]])])

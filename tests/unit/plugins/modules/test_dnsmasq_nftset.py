@@ -352,7 +352,7 @@ def dnsmasq(netns, nsexec, tmp_path):
         ]  # fmt: skip
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         procs.append((proc, log))
-        for _ in range(50):  # any answer means it listens; a name no resolver knows fills no set
+        for _attempt in range(50):  # any answer means it listens; a name no resolver knows fills no set
             probe = nsexec("dig", "+time=1", "+tries=1", "-p", str(port), "@" + address, "probe.invalid", check=False)
             if probe.returncode == 0:
                 return proc
