@@ -676,7 +676,7 @@ class DnsmasqNftset:
         compiled = self.want()  # input errors end here, before anything is looked at or changed
         if self.state == "present":
             directory = os.path.dirname(self.path) or "."
-            if not os.path.isdir(directory):
+            if not os.path.isdir(directory) and not self.module.check_mode:
                 self.fail("directory %s does not exist" % directory)
         if self.state == "present" and self.params["check_sets"]:
             self.enter_netns()  # the namespace matters only for looking at the sets

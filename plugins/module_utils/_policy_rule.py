@@ -439,7 +439,12 @@ class PolicyRouting:
                 return self._gathered(have_rules, have_routes, scope)
             missing = sorted({r["dev"] for r in want_routes if r["dev"]} - set(ifnames.values()))
             if missing and self.state != "deleted":
-                self.fail("interface %s does not exist" % ", ".join(missing))
+                if not self.module.check_mode:
+                    self.fail("interface %s does not exist" % ", ".join(missing))
+                # check mode before the play creates the interface: report what would be added
+                self.module.warn(
+                    "interface %s does not exist yet; its routes are shown as they would be added" % ", ".join(missing)
+                )
             del_rules, add_rules = self._plan(have_rules, want_rules, RULE_FIELDS, scope["rule"])
             want_routes = [_adopt_dev(w, have_routes) for w in want_routes]
             del_routes, add_routes = self._plan(have_routes, want_routes, ROUTE_FIELDS, scope["route"])

@@ -1,0 +1,160 @@
+"""Fixtures for tests that run against the lab (inventories/lab/hosts.yml).
+
+`lab` gives testinfra hosts by inventory name (podman connection), the exit
+labels, and helpers to ask the echo service and to capture on an interface.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+import testinfra
+import yaml
+
+INVENTORY = Path(__file__).resolve().parents[2] / "inventories" / "lab" / "hosts.yml"
+
+
+class Lab:
+    """The lab as the inventory describes it."""
+
+    def __init__(self, inventory: Path) -> None:
+        data = yaml.safe_load(inventory.read_text())
+        self.vars: dict[str, Any] = data["all"].get("vars", {})
+        self.hostvars: dict[str, dict[str, Any]] = {}
+        self.groups: dict[str, list[str]] = {}
+        self._walk("all", data["all"])
+        self._hosts: dict[str, Any] = {}
+
+    def _walk(self, name: str, group: dict[str, Any]) -> list[str]:
+        members = []
+        for host, hostvars in (group.get("hosts") or {}).items():
+            self.hostvars.setdefault(host, {}).update(hostvars or {})
+            members.append(host)
+        for child, sub in (group.get("children") or {}).items():
+            members += self._walk(child, sub or {})
+        self.groups[name] = members
+        return members
+
+    def host(self, name: str) -> Any:
+        """Testinfra host for a lab host (podman exec into its container)."""
+        if name not in self._hosts:
+            self._hosts[name] = testinfra.get_host(f"podman://{self.hostvars[name]['ansible_host']}")
+        return self._hosts[name]
+
+    def one(self, group: str) -> str:
+        """The first host of a group."""
+        return self.groups[group][0]
+
+    def exit_of(self, name: str) -> dict[str, str]:
+        """Where a host's direct traffic leaves: its own exit or its router's."""
+        hostvars = self.hostvars[name]
+        if "lab_exit" in hostvars:
+            return hostvars["lab_exit"]
+        gateway = hostvars["lab_default_route"]["ipv4"]
+        for other, othervars in self.hostvars.items():
+            if any(nic["ipv4"] == gateway for nic in othervars.get("lab_nics", [])):
+                return self.exit_of(other)
+        raise LookupError(f"no exit for {name}")
+
+    def exit_labels(self) -> dict[str, str]:
+        """Every egress address of the lab mapped to its label."""
+        labels = {}
+        for hostvars in self.hostvars.values():
+            if "lab_exit" in hostvars:
+                labels[hostvars["lab_exit"]["ipv4"]] = hostvars["lab_exit"]["label"]
+                labels[hostvars["lab_exit"]["ipv6"]] = hostvars["lab_exit"]["label"]
+        return labels
+
+    def wan_address(self, name: str, family: int) -> str:
+        """A host's address on the wan network."""
+        nic = next(n for n in self.hostvars[name]["lab_nics"] if n["network"] == "wan")
+        return nic[f"ipv{family}"]
+
+    def echo(self, name: str, url_host: str, family: int) -> str:
+        """Ask the echo service at url_host from a lab host; return the address it saw."""
+        target = f"[{url_host}]" if ":" in url_host else url_host
+        result = self.host(name).run(f"curl -{family} --silent --show-error --fail --max-time 5 http://{target}/")
+        assert result.rc == 0, f"{name}: curl -{family} http://{target}/ failed: {result.stderr}"
+        return result.stdout.strip()
+
+    @contextlib.contextmanager
+    def capture(self, name: str, interface: str, packets: list[str]) -> Iterator[None]:
+        """Capture on a host's interface during the block; fill `packets` with tcpdump lines.
+
+        tcpdump runs as a transient systemd unit on the host, so it outlives
+        the podman exec that starts it. ARP and ICMPv6 (neighbour discovery)
+        are left out.
+        """
+        host = self.host(name)
+        unit = f"srlab-capture-{uuid.uuid4().hex[:8]}"
+        pcap = f"/run/{unit}.pcap"
+        # --immediate-mode: otherwise libpcap holds packets in its ring until a
+        # block fills, and tcpdump stopped after the request writes none.
+        tcpdump = f"tcpdump -i {interface} -nn --immediate-mode -U -w {pcap} 'not arp and not icmp6'"
+        host.check_output(f"systemd-run --quiet --collect --unit={unit} {tcpdump}")
+        try:
+            for _attempt in range(50):
+                if host.run(f"test -s {pcap}").rc == 0:
+                    break
+                time.sleep(0.1)
+            else:
+                pytest.fail(f"tcpdump did not start on {name}: {host.run(f'journalctl -u {unit}').stdout}")
+            yield
+            time.sleep(0.5)
+        finally:
+            host.run(f"systemctl stop {unit}")
+        packets.extend(host.check_output(f"tcpdump -nn -r {pcap} 2>/dev/null").splitlines())
+        host.run(f"rm -f {pcap}")
+
+
+@pytest.fixture(scope="session")
+def lab() -> Lab:
+    """The running lab."""
+    return Lab(INVENTORY)
+
+
+class Packet(NamedTuple):
+    """One line of `tcpdump -nn` output."""
+
+    src: str
+    sport: int | None
+    dst: str
+    dport: int | None
+    info: str
+
+
+PACKET_LINE = re.compile(r"^\S+ (?P<family>IP6?) (?P<src>\S+) > (?P<dst>\S+?): (?P<info>.*)$")
+
+
+def _endpoint(text: str, family: str) -> tuple[str, int | None]:
+    """Split tcpdump's ADDRESS.PORT (or bare ADDRESS)."""
+    dots = text.count(".")
+    if (family == "IP" and dots == 4) or (family == "IP6" and dots == 1):
+        address, port = text.rsplit(".", 1)
+        return address, int(port)
+    return text, None
+
+
+def parse_packets(lines: list[str]) -> list[Packet]:
+    """IPv4/IPv6 packets of tcpdump -nn output (other lines are dropped)."""
+    packets = []
+    for line in lines:
+        match = PACKET_LINE.match(line)
+        if match:
+            src, sport = _endpoint(match["src"], match["family"])
+            dst, dport = _endpoint(match["dst"], match["family"])
+            packets.append(Packet(src, sport, dst, dport, match["info"]))
+    return packets
+
+
+def in_network(address: str, network: str) -> bool:
+    """Whether an address lies in a network."""
+    return ipaddress.ip_address(address) in ipaddress.ip_network(network)
