@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = sorted(p.stem for p in (ROOT / "plugins" / "modules").glob("*.py") if not p.stem.startswith("_"))
 
@@ -102,9 +104,45 @@ def render(name, data):
     return "\n".join(out)
 
 
+def role_option_rows(options, prefix=""):
+    rows = []
+    for name in sorted(options):
+        spec = options[name]
+        kind = spec.get("type", "str")
+        if kind == "list" and spec.get("elements"):
+            kind = "list of %s" % spec["elements"]
+        extra = []
+        if spec.get("required"):
+            extra.append("**required**")
+        if spec.get("choices"):
+            extra.append("choices: %s" % ", ".join("`%s`" % c for c in spec["choices"]))
+        if "default" in spec:
+            extra.append("default: `%s`" % json.dumps(spec["default"]))
+        rows.append(
+            "| `%s` | %s | %s %s |" % (prefix + name, kind, cell(spec.get("description")), cell("; ".join(extra)))
+        )
+        if spec.get("options"):
+            rows.extend(role_option_rows(spec["options"], prefix + name + "."))
+    return rows
+
+
+def render_role(name, spec):
+    main = spec["argument_specs"]["main"]
+    out = ["# splitroute.vpn.%s" % name, "", "_Generated from the role's meta/argument_specs.yml by `make docs`._", ""]
+    out += [text(main.get("short_description")), ""] + [text(line) for line in main.get("description", [])] + [""]
+    out += ["## Variables", "", "| variable | type | description |", "|---|---|---|"]
+    out += role_option_rows(main.get("options", {}))
+    return "\n".join(out) + "\n"
+
+
 def main():
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "modules"
     target.mkdir(parents=True, exist_ok=True)
+    roles = target.parent / "roles" if len(sys.argv) <= 1 else target / "roles"
+    roles.mkdir(parents=True, exist_ok=True)
+    for spec_file in sorted((ROOT / "roles").glob("*/meta/argument_specs.yml")):
+        role = spec_file.parent.parent.name
+        (roles / ("%s.md" % role)).write_text(render_role(role, yaml.safe_load(spec_file.read_text())))
     names = ["splitroute.vpn.%s" % m for m in MODULES]
     proc = subprocess.run(
         ["ansible-doc", "--json", "-t", "module", *names],

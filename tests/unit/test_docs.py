@@ -1,4 +1,5 @@
-"""docs/modules/ is generated from the modules' own documentation: fail when it is stale."""
+"""docs/modules/ and docs/roles/ are generated from the modules' documentation and the roles'
+argument specs: fail when the committed pages are stale."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-def test_module_pages_are_current(tmp_path):
+def test_generated_pages_are_current(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_docs.py"), str(tmp_path)], check=True)
-    committed = ROOT / "docs" / "modules"
-    generated = sorted(p.name for p in tmp_path.iterdir())
-    assert generated == sorted(p.name for p in committed.iterdir()), "run `make docs`"
-    for name in generated:
-        assert (tmp_path / name).read_text() == (committed / name).read_text(), (
-            "docs/modules/%s is stale: run `make docs`" % name
-        )
+    for generated_dir, committed in (
+        (tmp_path, ROOT / "docs" / "modules"),
+        (tmp_path / "roles", ROOT / "docs" / "roles"),
+    ):
+        generated = sorted(p.name for p in generated_dir.iterdir() if p.is_file())
+        assert generated == sorted(p.name for p in committed.iterdir()), "run `make docs`"
+        for name in generated:
+            assert (generated_dir / name).read_text() == (committed / name).read_text(), (
+                "%s/%s is stale: run `make docs`" % (committed, name)
+            )
