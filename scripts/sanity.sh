@@ -14,12 +14,16 @@ if [[ ! -x $SVENV/bin/ansible-test || "$(cat "$SVENV/.stamp" 2>/dev/null)" != "$
   rm -rf "$SVENV"
   /usr/bin/python3 -m venv "$SVENV"
   # one resolver run: ansible-test's pins for each sanity test, ansible-core as .venv has it
-  "$SVENV/bin/pip" install -q --disable-pip-version-check "$core" \
-    $(for f in "$reqdir"/sanity.*.txt; do case $f in *pslint*) ;; *) echo "-r $f" ;; esac; done) 2>&1 \
+  reqs=()
+  for f in "$reqdir"/sanity.*.txt; do
+    case $f in *pslint*) ;; *) reqs+=(-r "$f") ;; esac
+  done
+  "$SVENV/bin/pip" install -q --disable-pip-version-check "$core" "${reqs[@]}" 2>&1 \
     | { grep -v '^WARNING: Location' || true; }
   echo "$want" > "$SVENV/.stamp"
 fi
-export PATH="$(pwd)/$SVENV/bin:$PATH"
+PATH="$(pwd)/$SVENV/bin:$PATH"
+export PATH
 
 # ansible-test bootstraps pip in each test's venv with a get-pip.py it downloads from a host
 # this machine cannot reach. Its documented way out is a script placed in its cache; ours

@@ -7,4 +7,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "resources"))
 
-from lablib import INVENTORY, Lab, Packet, in_network, lab, parse_packets  # noqa: F401
+from lablib import INVENTORY, Lab, Packet, in_network, lab, parse_packets
+
+__all__ = ["INVENTORY", "Lab", "Packet", "in_network", "lab", "parse_packets"]
