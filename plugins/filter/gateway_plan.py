@@ -203,7 +203,7 @@ def gateway_plan(peers, classes, providers, settings):
         if psk and not _key(psk):
             errors.append("%s: preshared_key is not a WireGuard key" % label)
         try:
-            addr = ipaddress.IPv4Address(str(item.get("address")).split("/")[0])
+            addr = ipaddress.IPv4Address(str(item.get("address")).split("/", maxsplit=1)[0])
         except ValueError:
             errors.append("%s: address must be an IPv4 address, got %r" % (label, item.get("address")))
             continue
