@@ -53,7 +53,7 @@ import re
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.splitroute.vpn.plugins.module_utils._dnsmasq import InputError, normalize_domain
-from ansible_collections.splitroute.vpn.plugins.module_utils._validate import check_ifname
+from ansible_collections.splitroute.vpn.plugins.module_utils._validate import check_ifname, check_program
 
 _ENDPOINT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -244,6 +244,9 @@ def client_plan(tunnels, extra_domains=None, settings=None):
             "splitroute_client_set_timeout (%d s) must exceed max_cache_ttl + max_ttl (%d s): a set element must "
             "outlive every reuse of the answer that put it there" % (timeout, reuse)
         )
+    err = check_program(settings.get("wireguard_userspace"), "splitroute_client_wireguard_userspace")
+    if err:
+        errors.append(err)
     for item in settings.get("upstream_dns") or []:
         try:
             ipaddress.ip_address(str(item))

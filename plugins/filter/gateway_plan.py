@@ -60,6 +60,8 @@ import re
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.splitroute.vpn.plugins.module_utils._validate import check_program
+
 _NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 _PEER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _PEER_KEYS = {"name", "public_key", "address", "preshared_key"}
@@ -145,6 +147,9 @@ def gateway_plan(peers, classes, providers, settings):
     veth_net = _net(settings.get("veth_network", "10.255.255.0/24"))
     if veth_net is None or veth_net.version != 4 or veth_net.overlaps(subnet):
         errors.append("splitroute_gateway_veth_network must be an IPv4 network outside the peer subnet")
+    err = check_program(settings.get("wireguard_userspace"), "splitroute_gateway_wireguard_userspace")
+    if err:
+        errors.append(err)
     local = []
     for item in settings.get("local_networks") or []:
         net = _net(item)

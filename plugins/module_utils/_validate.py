@@ -11,6 +11,7 @@ import re
 _IFNAME = re.compile(r"^[A-Za-z0-9_.:+-]{1,15}$")
 _NETNS = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _NFT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,255}$")
+_PROGRAM = re.compile(r"^[A-Za-z0-9_./+-]{1,255}$")
 
 
 def check_ifname(name, what="interface name"):
@@ -22,6 +23,15 @@ def check_ifname(name, what="interface name"):
 def check_netns_name(name, what="network namespace name"):
     if not isinstance(name, str) or not _NETNS.fullmatch(name) or name in (".", ".."):
         return "%s %r is invalid: 1-64 characters from A-Z a-z 0-9 _ . -" % (what, name)
+    return None
+
+
+def check_program(value, what="program"):
+    """A program name or path that goes into a unit file or a command line (empty allowed)."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not _PROGRAM.fullmatch(value):
+        return "%s %r is invalid: a program name or path from A-Z a-z 0-9 _ . / + -" % (what, value)
     return None
 
 

@@ -65,9 +65,20 @@ def test_second_tunnel_is_numbered_after_the_first():
         ([tunnel()], {}, {"set_timeout": 600}, "must exceed"),
         ([tunnel(bogus=1)], {}, {}, "unknown keys bogus"),
         ([tunnel()], {}, {"upstream_dns": ["not-an-ip"]}, "not-an-ip"),
+        (
+            [tunnel()],
+            {},
+            {"wireguard_userspace": "wireguard-go\nExecStartPre=/bin/sh -c evil"},
+            "splitroute_client_wireguard_userspace",
+        ),
     ],
 )
 def test_bad_input_is_refused_with_a_clear_message(tunnels, extra, settings, message):
     with pytest.raises(AnsibleFilterError) as err:
         client_plan(tunnels, extra, dict(SETTINGS, **settings))
     assert message in str(err.value)
+
+
+def test_a_userspace_implementation_by_name_or_path_is_accepted():
+    for value in ("", "wireguard-go", "/usr/local/bin/boringtun-cli"):
+        assert client_plan([tunnel()], {}, dict(SETTINGS, wireguard_userspace=value))

@@ -92,6 +92,10 @@ def test_several_providers_get_their_own_table_and_pair():
             {"providers": [{"name": "p", "server": "198.51.100.30", "config": "c", "username": "u"}]},
             "give both username and password",
         ),
+        (
+            {"settings": dict(SETTINGS, wireguard_userspace="wireguard-go\nExecStart=/bin/sh")},
+            "splitroute_gateway_wireguard_userspace",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_error(kwargs, message):
