@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
+import os
 import re
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -158,3 +161,42 @@ def parse_packets(lines: list[str]) -> list[Packet]:
 def in_network(address: str, network: str) -> bool:
     """Whether an address lies in a network."""
     return ipaddress.ip_address(address) in ipaddress.ip_network(network)
+
+
+def run_playbook(playbook: Path, *extra: dict, check: bool = False, limit: str | None = None) -> tuple[int, dict]:
+    """Run PLAYBOOK against the lab inventory with extra vars; return (exit status, JSON result)."""
+    cmd = ["ansible-playbook", "-i", str(INVENTORY), str(playbook)]
+    if limit:
+        cmd += ["--limit", limit]
+    for item in extra:
+        cmd += ["-e", json.dumps(item)]
+    if check:
+        cmd += ["--check", "--diff"]
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=INVENTORY.parents[2], check=False)
+    try:
+        out = json.loads(proc.stdout)
+    except ValueError:
+        pytest.fail("ansible-playbook printed no JSON:\n%s\n%s" % (proc.stdout[-2000:], proc.stderr[-2000:]))
+    return proc.returncode, out
+
+
+def failures(out: dict) -> list[str]:
+    """The messages of every failed task result."""
+    return [
+        str(res.get("msg"))
+        for play in out["plays"]
+        for task in play["tasks"]
+        for res in task["hosts"].values()
+        if res.get("failed")
+    ]
+
+
+def changed_tasks(out: dict, host: str) -> list[str]:
+    """The names of the tasks that changed HOST."""
+    return [
+        task["task"]["name"]
+        for play in out["plays"]
+        for task in play["tasks"]
+        if task["hosts"].get(host, {}).get("changed")
+    ]

@@ -7,6 +7,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "resources"))
 
-from lablib import INVENTORY, Lab, Packet, in_network, lab, parse_packets
+from lablib import INVENTORY, Lab, Packet, changed_tasks, failures, in_network, lab, parse_packets, run_playbook
 
-__all__ = ["INVENTORY", "Lab", "Packet", "in_network", "lab", "parse_packets"]
+__all__ = [
+    "INVENTORY",
+    "Lab",
+    "Packet",
+    "changed_tasks",
+    "failures",
+    "in_network",
+    "lab",
+    "parse_packets",
+    "run_playbook",
+]

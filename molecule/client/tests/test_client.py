@@ -9,13 +9,13 @@ from: the endpoint's egress for tunneled requests, router-a's for direct ones.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import INVENTORY, parse_packets
+from conftest import changed_tasks as lab_changed_tasks
+from conftest import failures, parse_packets, run_playbook
 
 ROOT = Path(__file__).resolve().parents[3]
 CONVERGE = ROOT / "molecule" / "client" / "converge.yml"
@@ -41,37 +41,11 @@ def echo(lab, name, family, user=None, max_time=5):
 
 
 def playbook(*extra, check=False):
-    cmd = ["ansible-playbook", "-i", str(INVENTORY), str(CONVERGE)]
-    for item in extra:
-        cmd += ["-e", json.dumps(item)]
-    if check:
-        cmd += ["--check", "--diff"]
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_NOCOLOR="1")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
-    try:
-        out = json.loads(proc.stdout)
-    except ValueError:
-        pytest.fail("ansible-playbook printed no JSON:\n%s\n%s" % (proc.stdout[-2000:], proc.stderr[-2000:]))
-    return proc.returncode, out
-
-
-def failures(out):
-    return [
-        str(res.get("msg"))
-        for play in out["plays"]
-        for task in play["tasks"]
-        for res in task["hosts"].values()
-        if res.get("failed")
-    ]
+    return run_playbook(CONVERGE, *extra, check=check)
 
 
 def changed_tasks(out, host=CLIENT):
-    return [
-        task["task"]["name"]
-        for play in out["plays"]
-        for task in play["tasks"]
-        if task["hosts"].get(host, {}).get("changed")
-    ]
+    return lab_changed_tasks(out, host)
 
 
 @pytest.mark.parametrize("family", [4, 6])
