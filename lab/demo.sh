@@ -3,12 +3,9 @@
 # run playbooks/site.yml against it if that playbook exists, and print which
 # exit requests for a few names left by. The lab stays up afterwards.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-export PATH="$ROOT/.venv/bin:$PATH"
-export CONTAINERS_CONF="${CONTAINERS_CONF:-$ROOT/lab/containers.conf}"
-export ANSIBLE_COLLECTIONS_PATH="${ANSIBLE_COLLECTIONS_PATH:-$ROOT/.cache/collections}"
-export ANSIBLE_FORKS="${ANSIBLE_FORKS:-16}"
+# shellcheck source=lab/env.sh
+source "$(dirname "$0")/env.sh"
+srlab_lock
 
 bash lab/lab.sh up
 

@@ -6,12 +6,9 @@
 #   bash lab/lab.sh status  list the lab's containers and networks
 # `make lab-up`, `make lab-down` and `make demo` call this.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-export PATH="$ROOT/.venv/bin:$PATH"
-export CONTAINERS_CONF="${CONTAINERS_CONF:-$ROOT/lab/containers.conf}"
-export ANSIBLE_COLLECTIONS_PATH="${ANSIBLE_COLLECTIONS_PATH:-$ROOT/.cache/collections}"
-export ANSIBLE_FORKS="${ANSIBLE_FORKS:-16}"
+# shellcheck source=lab/env.sh
+source "$(dirname "$0")/env.sh"
+srlab_lock
 export ANSIBLE_CALLBACK_RESULT_FORMAT="${ANSIBLE_CALLBACK_RESULT_FORMAT:-yaml}"
 INVENTORY="$ROOT/inventories/lab/hosts.yml"
 LABEL=srlab.lab=1

@@ -6,11 +6,9 @@
 #   bash scripts/molecule.sh            all scenarios
 #   bash scripts/molecule.sh lab other  just these, in this order
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-export PATH="$ROOT/.venv/bin:$PATH"
-export CONTAINERS_CONF="${CONTAINERS_CONF:-$ROOT/lab/containers.conf}"
-export ANSIBLE_COLLECTIONS_PATH="${ANSIBLE_COLLECTIONS_PATH:-$ROOT/.cache/collections}"
+# shellcheck source=lab/env.sh
+source "$(dirname "$0")/../lab/env.sh"
+srlab_lock
 
 scenarios=("$@")
 if ((${#scenarios[@]} == 0)); then
