@@ -163,9 +163,26 @@ def in_network(address: str, network: str) -> bool:
     return ipaddress.ip_address(address) in ipaddress.ip_network(network)
 
 
-def run_playbook(playbook: Path, *extra: dict, check: bool = False, limit: str | None = None) -> tuple[int, dict]:
-    """Run PLAYBOOK against the lab inventory with extra vars; return (exit status, JSON result)."""
-    cmd = ["ansible-playbook", "-i", str(INVENTORY), str(playbook)]
+def bare_inventory() -> Path:
+    """A copy of the lab's hosts.yml alone, without the group_vars/ and host_vars/
+    next to it (those configure playbooks/site.yml's chain): what molecule's own
+    inventory for the client and gateway scenarios holds."""
+    directory = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY") or "/tmp") / "srlab-bare-inventory"
+    directory.mkdir(parents=True, exist_ok=True)
+    copy = directory / "hosts.yml"
+    copy.write_text(INVENTORY.read_text())
+    return copy
+
+
+def run_playbook(
+    playbook: Path, *extra: dict, check: bool = False, limit: str | None = None, inventory: Path | None = None
+) -> tuple[int, dict]:
+    """Run PLAYBOOK against the lab with extra vars; return (exit status, JSON result).
+
+    The inventory is the lab's hosts.yml without the site chain's group_vars and
+    host_vars unless INVENTORY is given (the site scenario passes the real one).
+    """
+    cmd = ["ansible-playbook", "-i", str(inventory or bare_inventory()), str(playbook)]
     if limit:
         cmd += ["--limit", limit]
     for item in extra:
