@@ -1,0 +1,148 @@
+"""playbooks/site.yml's full chain in the lab, proven with packets.
+
+client (10.4.0.130, the gateway's provider range) and client2 (10.4.0.10, the
+direct range) tunnel their listed domains to the gateway; the gateway sends the
+first on to the OpenVPN provider and lets the second out by its own uplink.
+Everything else leaves by the clients' routers. The rows and their expected
+exits are lab_demo in inventories/lab/hosts.yml: the table `make demo` prints.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import INVENTORY, changed_tasks, failures, parse_packets, run_playbook
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "lab"))
+
+import exits  # noqa: E402  (lab/exits.py: the demo table)
+
+SITE = ROOT / "playbooks" / "site.yml"
+REVERT = ROOT / "playbooks" / "revert.yml"
+GATEWAY = "gateway"
+VPN_CLIENT = "client"  # provider range
+DIRECT_CLIENT = "client2"  # direct range
+LISTED = "www.example.com"  # listed for every client (group_vars/clients.yml)
+LISTED_ADDRESS = "198.51.100.210"
+
+
+def site(*extra, check=False, limit=None):
+    """Run playbooks/site.yml with the lab's full inventory (group_vars, host_vars)."""
+    return run_playbook(SITE, *extra, check=check, limit=limit, inventory=INVENTORY)
+
+
+def echo(lab, host, target, max_time=5):
+    result = lab.host(host).run("curl -4 --silent --max-time %d http://%s/" % (max_time, target))
+    return result.stdout.strip() if result.rc == 0 else None
+
+
+def wait_for(lab, host, target, expected, tries=60):
+    for _attempt in range(tries):
+        if echo(lab, host, target, max_time=2) == expected:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+@pytest.fixture(scope="module")
+def labels(lab):
+    return {lab.hostvars[h]["lab_exit"]["label"]: lab.hostvars[h]["lab_exit"] for h in ("gateway", "provider")}
+
+
+def test_the_demo_table(lab):
+    """Every row of the `make demo` table leaves by its expected exit."""
+    results = exits.measure(INVENTORY)
+    print(exits.render(results))
+    wrong = [r for r in results if not r["ok"]]
+    assert not wrong, exits.render(wrong)
+    seen = {(r["host"], r["exit"]) for r in results}
+    # both classes of the gateway and both clients' direct paths are in the table
+    assert {("client", "provider"), ("client2", "gateway")} <= seen
+    assert {("client", "direct/router-a"), ("client2", "direct/router-b")} <= seen
+
+
+def test_the_gateway_sees_both_clients_as_peers(lab):
+    dump = lab.host(GATEWAY).check_output("wg show wg0 dump").splitlines()[1:]
+    handshakes = {line.split("\t")[3]: int(line.split("\t")[4]) for line in dump}
+    assert set(handshakes) == {"10.4.0.130/32", "10.4.0.10/32"}
+    assert all(when > 0 for when in handshakes.values()), handshakes
+
+
+def test_provider_down_fails_closed_for_the_provider_range_only(lab, labels):
+    """OpenVPN stopped on the gateway: client's listed traffic times out, nothing of
+    it leaves the gateway's uplink in clear; client2 and unlisted traffic carry on."""
+    gateway = lab.host(GATEWAY)
+    assert echo(lab, VPN_CLIENT, LISTED) == labels["provider"]["ipv4"]
+    gateway.check_output("systemctl stop splitroute-gateway-openvpn@provider.service")
+    try:
+        packets = []
+        with lab.capture(GATEWAY, "wan", packets):
+            assert echo(lab, VPN_CLIENT, LISTED, max_time=3) is None
+        leaked = [p for p in parse_packets(packets) if p.dst == LISTED_ADDRESS or p.src == "10.4.0.130"]
+        assert not leaked, leaked
+        assert echo(lab, DIRECT_CLIENT, LISTED) == labels["gateway"]["ipv4"]
+        assert echo(lab, VPN_CLIENT, "www.example.org") == lab.exit_of(VPN_CLIENT)["ipv4"]
+    finally:
+        gateway.check_output("systemctl start splitroute-gateway-openvpn@provider.service")
+    assert wait_for(lab, VPN_CLIENT, LISTED, labels["provider"]["ipv4"])
+
+
+def test_gateway_down_fails_closed_on_the_client(lab):
+    """The client's tunnel to the gateway down: listed traffic is blackholed on the
+    client (no packet for it on the client's LAN), unlisted traffic carries on."""
+    client = lab.host(VPN_CLIENT)
+    client.check_output("systemctl stop wg-quick@gw.service")
+    try:
+        packets = []
+        with lab.capture(VPN_CLIENT, "lan", packets):
+            assert echo(lab, VPN_CLIENT, LISTED, max_time=3) is None
+        leaked = [p for p in parse_packets(packets) if p.dst == LISTED_ADDRESS]
+        assert not leaked, leaked
+        assert echo(lab, VPN_CLIENT, "www.example.org") == lab.exit_of(VPN_CLIENT)["ipv4"]
+    finally:
+        client.check_output("systemctl start wg-quick@gw.service")
+    assert wait_for(lab, VPN_CLIENT, LISTED, lab.hostvars["provider"]["lab_exit"]["ipv4"])
+
+
+def test_check_mode_reports_drift_and_changes_nothing(lab):
+    """A hand-made change is reported by --check --diff, left as it is, and undone by
+    the next run."""
+    client = lab.host(DIRECT_CLIENT)
+    rules = client.check_output("ip -4 rule show")
+    line = next(r for r in rules.splitlines() if "fwmark" in r)
+    priority = line.split(":")[0]
+    client.check_output(f"ip -4 rule del priority {priority}")
+    rc, out = site(check=True)
+    assert rc == 0, failures(out)
+    assert changed_tasks(out, DIRECT_CLIENT), "check mode did not report the missing rule"
+    assert changed_tasks(out, VPN_CLIENT) == []
+    assert changed_tasks(out, GATEWAY) == []
+    assert f"{priority}:" not in client.check_output("ip -4 rule show"), "check mode changed the host"
+    rc, out = site()
+    assert rc == 0, failures(out)
+    assert line in client.check_output("ip -4 rule show")
+    rc, out = site()
+    assert rc == 0, failures(out)
+    assert all(changed_tasks(out, host) == [] for host in (GATEWAY, VPN_CLIENT, DIRECT_CLIENT))
+
+
+def test_revert_removes_everything_and_traffic_goes_direct(lab):
+    """playbooks/revert.yml (last: it takes the chain down)."""
+    rc, out = run_playbook(REVERT, inventory=INVENTORY)
+    assert rc == 0, failures(out)
+    for host in (VPN_CLIENT, DIRECT_CLIENT, GATEWAY):
+        box = lab.host(host)
+        assert "splitroute" not in box.check_output("nft list tables"), host
+        assert box.check_output("ip -o link show type wireguard || true") == "", host
+        assert "fwmark" not in box.check_output("ip -4 rule show"), host
+        units = box.check_output("systemctl list-unit-files 'splitroute*' 'wg-quick@*' --no-legend || true")
+        assert "enabled" not in units, (host, units)
+    assert echo(lab, VPN_CLIENT, LISTED) == lab.exit_of(VPN_CLIENT)["ipv4"]
+    assert echo(lab, DIRECT_CLIENT, LISTED) == lab.exit_of(DIRECT_CLIENT)["ipv4"]
+    rc, out = run_playbook(REVERT, inventory=INVENTORY)
+    assert rc == 0, failures(out)
+    assert all(changed_tasks(out, host) == [] for host in (GATEWAY, VPN_CLIENT, DIRECT_CLIENT))
