@@ -6,7 +6,7 @@
 #   bash lab/lab.sh status  list the lab's containers and networks
 # `make lab-up`, `make lab-down` and `make demo` call this.
 set -euo pipefail
-# shellcheck source=lab/env.sh
+# shellcheck source=/dev/null
 source "$(dirname "$0")/env.sh"
 srlab_lock
 export ANSIBLE_CALLBACK_RESULT_FORMAT="${ANSIBLE_CALLBACK_RESULT_FORMAT:-yaml}"

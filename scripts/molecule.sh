@@ -6,7 +6,7 @@
 #   bash scripts/molecule.sh            all scenarios
 #   bash scripts/molecule.sh lab other  just these, in this order
 set -euo pipefail
-# shellcheck source=lab/env.sh
+# shellcheck source=/dev/null
 source "$(dirname "$0")/../lab/env.sh"
 srlab_lock
 
