@@ -10,10 +10,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+import sys
 from typing import NamedTuple
 
 import pytest
 from conftest import INVENTORY, Lab, in_network, parse_packets
+
+sys.path.insert(0, str(INVENTORY.parents[2] / "lab"))
+from exits import exit_labels  # lab/exits.py, the demo's exit table
 
 LAB = Lab(INVENTORY)
 FAMILIES = [4, 6]
@@ -27,6 +31,30 @@ ECHO = LAB.hostvars[INET]["lab_echo_servers"]
 DNS = LAB.hostvars[INET]["lab_dns_server"]
 SERVICES = LAB.hostvars[INET]["lab_service_routes"]
 ZONES = LAB.hostvars[INET]["lab_zones"]
+WG_IFACES = LAB.hostvars[ENDPOINT]["lab_wireguard"]
+
+
+def _exits(name: str) -> list[dict]:
+    """A host's egress addresses: lab_exit and the entries of lab_exits."""
+    hostvars = LAB.hostvars[name]
+    return ([hostvars["lab_exit"]] if "lab_exit" in hostvars else []) + list(hostvars.get("lab_exits") or [])
+
+
+EXITS = {e["label"]: e for h in LAB.groups["lab"] for e in _exits(h)}
+LABELS = {e[f"ipv{f}"]: label for label, e in EXITS.items() for f in FAMILIES}
+
+
+def _wg_target(index: int, family: int) -> str:
+    """An echo address the WireGuard probe reaches through the endpoint's interface INDEX.
+
+    The first interface carries the probe's full tunnel (any address); a further one
+    only the routes it lists for the probe.
+    """
+    if index == 0:
+        return ECHO[0][f"ipv{family}"]
+    routes = WG_IFACES[index]["probes"][WG_PROBE]["routes"]
+    net = next(ipaddress.ip_network(r) for r in routes if ipaddress.ip_network(r).version == family)
+    return str(net.network_address)
 
 
 def _router_of(name: str) -> str:
@@ -57,11 +85,21 @@ def test_host_booted(name: str) -> None:
 
 
 def test_exits_are_distinct() -> None:
-    """Every egress has its own public address, so an address names one exit."""
-    exits = [LAB.hostvars[h]["lab_exit"] for h in LAB.groups["lab"] if "lab_exit" in LAB.hostvars[h]]
+    """Every egress (lab_exit and lab_exits) has its own public address, so an address names one exit."""
+    exits = [e for h in LAB.groups["lab"] for e in _exits(h)]
     addresses = [e["ipv4"] for e in exits] + [e["ipv6"] for e in exits]
     assert len(set(addresses)) == len(addresses)
     assert len({e["label"] for e in exits}) == len(exits)
+    # every WireGuard interface of the endpoint leaves by an exit of its own host
+    assert len({i["exit"] for i in WG_IFACES}) == len(WG_IFACES)
+    assert {i["exit"] for i in WG_IFACES} <= {e["label"] for e in _exits(ENDPOINT)}
+
+
+@pytest.mark.parametrize("egress", [e for h in LAB.groups["lab"] for e in _exits(h)], ids=lambda e: e["label"])
+def test_exit_labels_as_the_demo_reads_them(egress: dict) -> None:
+    """lab/exits.py maps every egress address to its label, lab_exits included."""
+    labels = exit_labels(LAB.hostvars)
+    assert labels[egress["ipv4"]] == labels[egress["ipv6"]] == egress["label"]
 
 
 # --- exits -----------------------------------------------------------------
@@ -83,11 +121,23 @@ def test_every_echo_address_answers(service: int, family: int) -> None:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_wireguard_exit(family: int) -> None:
-    """Through the hand-made WireGuard tunnel the request leaves by the endpoint's egress."""
-    seen = LAB.echo(WG_PROBE, ECHO[0][f"ipv{family}"], family)
-    assert seen == LAB.hostvars[ENDPOINT]["lab_exit"][f"ipv{family}"]
-    assert LAB.exit_labels()[seen] == "vpn-endpoint"
+@pytest.mark.parametrize("index", range(len(WG_IFACES)), ids=[i["name"] for i in WG_IFACES])
+def test_wireguard_exit(index: int, family: int) -> None:
+    """Through each of the endpoint's WireGuard interfaces a request leaves by that interface's exit.
+
+    The capture on the endpoint's interface shows the request came in through it,
+    from the probe's tunnel address there.
+    """
+    iface = WG_IFACES[index]
+    target = _wg_target(index, family)
+    lines: list[str] = []
+    with LAB.capture(ENDPOINT, iface["name"], lines):
+        seen = LAB.echo(WG_PROBE, target, family)
+    assert seen == EXITS[iface["exit"]][f"ipv{family}"]
+    assert LABELS[seen] == iface["exit"]
+    http = [p for p in parse_packets(lines) if p.dport == 80 and p.dst == target]
+    assert http, f"no HTTP to {target} on {iface['name']}: {lines}"
+    assert all(in_network(p.src, iface["subnet"][f"ipv{family}"]) for p in http), http
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -182,21 +232,21 @@ def test_authoritative_dns(family: int) -> None:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_vpn_endpoint_resolver(family: int) -> None:
-    """The VPN endpoint's resolver on its tunnel address gives the same answers (through the tunnel)."""
-    address = LAB.hostvars[ENDPOINT]["lab_wireguard"]["address"][f"ipv{family}"]
-    answers = _dig(WG_PROBE, address)
+@pytest.mark.parametrize("iface", WG_IFACES, ids=[i["name"] for i in WG_IFACES])
+def test_vpn_endpoint_resolver(iface: dict, family: int) -> None:
+    """The VPN endpoint's resolver on each interface's tunnel address gives the same answers (through the tunnel)."""
+    answers = _dig(WG_PROBE, iface["address"][f"ipv{family}"])
     _check_zone_answers(answers, exact_ttl=False)
 
 
 # --- what crosses the uplink ----------------------------------------------
 
 
-def _uplink_capture(probe: str, family: int) -> tuple[str, list]:
+def _uplink_capture(probe: str, family: int, target: str | None = None) -> tuple[str, list]:
     """Capture on the probe's router uplink while the probe asks the echo service."""
     lines: list[str] = []
     with LAB.capture(_router_of(probe), "wan", lines):
-        seen = LAB.echo(probe, ECHO[2][f"ipv{family}"], family)
+        seen = LAB.echo(probe, target or ECHO[2][f"ipv{family}"], family)
     return seen, parse_packets(lines)
 
 
@@ -213,18 +263,22 @@ def test_uplink_carries_direct_request_as_http(family: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("probe", "server", "port"),
+    ("probe", "server", "port", "wg_index", "label"),
     [
-        (WG_PROBE, ENDPOINT, LAB.hostvars[ENDPOINT]["lab_wireguard"]["port"]),
-        (OVPN_PROBE, PROVIDER, LAB.hostvars[PROVIDER]["lab_openvpn"]["port"]),
+        (WG_PROBE, ENDPOINT, WG_IFACES[0]["port"], 0, WG_IFACES[0]["exit"]),
+        *[(WG_PROBE, ENDPOINT, WG_IFACES[i]["port"], i, WG_IFACES[i]["exit"]) for i in range(1, len(WG_IFACES))],
+        (OVPN_PROBE, PROVIDER, LAB.hostvars[PROVIDER]["lab_openvpn"]["port"], None, "provider"),
     ],
-    ids=["wireguard", "openvpn"],
+    ids=["wireguard", *[f"wireguard-{i['name']}" for i in WG_IFACES[1:]], "openvpn"],
 )
 @pytest.mark.parametrize("family", FAMILIES)
-def test_uplink_carries_tunneled_request_only_as_vpn_udp(probe: str, server: str, port: int, family: int) -> None:
-    """A tunneled request crosses the uplink only as UDP to the VPN server, never as HTTP."""
-    seen, packets = _uplink_capture(probe, family)
-    assert seen == LAB.hostvars[server]["lab_exit"][f"ipv{family}"]
+def test_uplink_carries_tunneled_request_only_as_vpn_udp(
+    probe: str, server: str, port: int, wg_index: int | None, label: str, family: int
+) -> None:
+    """A tunneled request crosses the uplink only as UDP to the VPN server's port, never as HTTP."""
+    target = _wg_target(wg_index, family) if wg_index is not None else None
+    seen, packets = _uplink_capture(probe, family, target)
+    assert seen == EXITS[label][f"ipv{family}"]
     router_v4 = LAB.wan_address(_router_of(probe), 4)
     server_v4 = LAB.wan_address(server, 4)
     tunnel = [
