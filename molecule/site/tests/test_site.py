@@ -9,6 +9,8 @@ exits are lab_demo in inventories/lab/hosts.yml: the table `make demo` prints.
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -23,6 +25,7 @@ import exits  # noqa: E402  (lab/exits.py: the demo table)
 
 SITE = ROOT / "playbooks" / "site.yml"
 REVERT = ROOT / "playbooks" / "revert.yml"
+STATUS = ROOT / "playbooks" / "status.yml"
 GATEWAY = "gateway"
 VPN_CLIENT = "client"  # provider range
 DIRECT_CLIENT = "client2"  # direct range
@@ -131,6 +134,41 @@ def test_check_mode_reports_drift_and_changes_nothing(lab):
     assert all(changed_tasks(out, host) == [] for host in (GATEWAY, VPN_CLIENT, DIRECT_CLIENT))
 
 
+def metric(text, name, **labels):
+    """The values of metric NAME whose labels include LABELS, from textfile-collector text."""
+    values = []
+    for line in text.splitlines():
+        match = re.match(r"^(\w+)\{(.*)\} (\S+)$", line)
+        if match and match[1] == name:
+            found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match[2]))
+            if all(found.get(k) == v for k, v in labels.items()):
+                values.append(float(match[3]))
+    return values
+
+
+def test_status_reports_the_chain(lab):
+    """playbooks/status.yml: the report and the textfile metrics show the tunnels up,
+    with a handshake, and every blackhole armed, on the clients and the gateway."""
+    textfile = "/run/splitroute-status.prom"
+    rc, out = run_playbook(STATUS, {"splitroute_status_textfile": textfile}, inventory=INVENTORY)
+    assert rc == 0, failures(out)
+    report = json.dumps(out)
+    assert "tunnel gw: up" in report
+    for host in (VPN_CLIENT, DIRECT_CLIENT):
+        prom = lab.host(host).check_output(f"cat {textfile}")
+        assert metric(prom, "splitroute_tunnel_up", interface="gw") == [1.0], prom
+        assert metric(prom, "splitroute_tunnel_last_handshake_seconds", interface="gw")[0] > 0, prom
+        armed = metric(prom, "splitroute_blackhole_armed")
+        assert armed and all(value == 1.0 for value in armed), prom
+        assert metric(prom, "splitroute_set_elements", set="gw_v4")[0] >= 1, prom
+    prom = lab.host(GATEWAY).check_output(f"cat {textfile}")
+    assert metric(prom, "splitroute_netns_present") == [1.0], prom
+    handshakes = metric(prom, "splitroute_peer_last_handshake_seconds")
+    assert len(handshakes) == 2 and all(value > 0 for value in handshakes), prom
+    armed = metric(prom, "splitroute_blackhole_armed")
+    assert armed and all(value == 1.0 for value in armed), prom
+
+
 def test_revert_removes_everything_and_traffic_goes_direct(lab):
     """playbooks/revert.yml (last: it takes the chain down)."""
     rc, out = run_playbook(REVERT, inventory=INVENTORY)
@@ -140,8 +178,9 @@ def test_revert_removes_everything_and_traffic_goes_direct(lab):
         assert "splitroute" not in box.check_output("nft list tables"), host
         assert box.check_output("ip -o link show type wireguard || true") == "", host
         assert "fwmark" not in box.check_output("ip -4 rule show"), host
-        units = box.check_output("systemctl list-unit-files 'splitroute*' 'wg-quick@*' --no-legend || true")
-        assert "enabled" not in units, (host, units)
+        enabled = "systemctl list-units --all 'splitroute*' 'wg-quick@*' --no-legend --plain; "
+        enabled += "systemctl list-unit-files 'splitroute*' 'wg-quick@*' --state=enabled --no-legend; true"
+        assert box.check_output(enabled).strip() == "", host
     assert echo(lab, VPN_CLIENT, LISTED) == lab.exit_of(VPN_CLIENT)["ipv4"]
     assert echo(lab, DIRECT_CLIENT, LISTED) == lab.exit_of(DIRECT_CLIENT)["ipv4"]
     rc, out = run_playbook(REVERT, inventory=INVENTORY)
