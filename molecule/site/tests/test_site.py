@@ -178,7 +178,7 @@ def test_revert_removes_everything_and_traffic_goes_direct(lab):
         assert "splitroute" not in box.check_output("nft list tables"), host
         assert box.check_output("ip -o link show type wireguard || true") == "", host
         assert "fwmark" not in box.check_output("ip -4 rule show"), host
-        enabled = "systemctl list-units --all 'splitroute*' 'wg-quick@*' --no-legend --plain; "
+        enabled = "systemctl list-units 'splitroute*' 'wg-quick@*' --state=active --no-legend --plain; "
         enabled += "systemctl list-unit-files 'splitroute*' 'wg-quick@*' --state=enabled --no-legend; true"
         assert box.check_output(enabled).strip() == "", host
     assert echo(lab, VPN_CLIENT, LISTED) == lab.exit_of(VPN_CLIENT)["ipv4"]
