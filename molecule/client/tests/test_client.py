@@ -1,32 +1,56 @@
 """The split-tunnel client in the lab, proven with packets.
 
-The client (site A, behind router-a) tunnels example.com, the static network
-198.51.100.213/32 and everything user tunneluser sends through wg0 to the lab's
-WireGuard endpoint. The echo service answers with the address a request came
-from: the endpoint's egress for tunneled requests, router-a's for direct ones.
+The client (site A, behind router-a) has two tunnels to the lab's VPN endpoint,
+one per WireGuard interface there, each with its own resolver and exit:
+  - wg0 (endpoint wg0, resolver 10.99.0.1, exit vpn-endpoint): example.com, the
+    static network 198.51.100.213/32 and everything user tunneluser sends;
+  - wg1 (endpoint wg1, resolver 10.97.0.1, exit vpn-endpoint-2): www.example.net.
+The echo service answers with the address a request came from: each tunnel's
+exit for tunneled requests, router-a's for direct ones. Captures on the
+endpoint's interfaces show which tunnel a packet came through.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import tempfile
 import time
+import uuid
+from functools import cache
 from pathlib import Path
 
 import pytest
+from conftest import INVENTORY, failures, in_network, parse_packets
 from conftest import changed_tasks as lab_changed_tasks
-from conftest import failures, parse_packets, run_playbook
 
 ROOT = Path(__file__).resolve().parents[3]
 CONVERGE = ROOT / "molecule" / "client" / "converge.yml"
 CLIENT = "client"
 ROUTER = "router-a"
+ENDPOINT = "vpn-endpoint"
+# tunnel -> a listed name of it (and its echo addresses, see lab_zones)
+LISTED = {"wg0": "www.example.com", "wg1": "www.example.net"}
+ECHO_ADDRESSES = {"wg0": ("198.51.100.210", "2001:db8:100::10"), "wg1": ("198.51.100.211", "2001:db8:100::11")}
+# not listed: a sibling of wg1's www.example.net, and another zone
+UNLISTED = ["api.example.net", "www.example.org"]
 
 
 @pytest.fixture(scope="module")
-def exits(lab):
+def ifaces(lab):
+    """The endpoint's WireGuard interfaces by name (the client's tunnel of the same name connects to each)."""
+    return {i["name"]: i for i in lab.hostvars[ENDPOINT]["lab_wireguard"]}
+
+
+@pytest.fixture(scope="module")
+def exits(lab, ifaces):
+    """Exit addresses: one per tunnel (its endpoint interface's exit) and the direct one."""
+    endpoint = lab.hostvars[ENDPOINT]
+    by_label = {e["label"]: e for e in [endpoint["lab_exit"], *endpoint.get("lab_exits", [])]}
     return {
-        "tunnel": lab.hostvars["vpn-endpoint"]["lab_exit"],
+        "wg0": by_label[ifaces["wg0"]["exit"]],
+        "wg1": by_label[ifaces["wg1"]["exit"]],
         "direct": lab.hostvars[ROUTER]["lab_exit"],
     }
 
@@ -40,24 +64,104 @@ def echo(lab, name, family, user=None, max_time=5):
     return result.stdout.strip() if result.rc == 0 else None
 
 
+@cache
+def _inventory() -> Path:
+    """The lab inventory as molecule sees it: hosts.yml linked alone.
+
+    Next to inventories/lab/hosts.yml, group_vars/ and host_vars/ belong to
+    playbooks/site.yml (a `gw` tunnel and its domain lists); the scenario's
+    converge must not pick them up when a test runs it again.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="srtest-client-inventory-"))
+    (directory / "hosts.yml").symlink_to(INVENTORY)
+    return directory
+
+
 def playbook(*extra, check=False):
-    return run_playbook(CONVERGE, *extra, check=check)
+    """Run the scenario's converge (extra vars, check mode); return (exit status, JSON result)."""
+    cmd = ["ansible-playbook", "-i", str(_inventory()), str(CONVERGE)]
+    for item in extra:
+        cmd += ["-e", json.dumps(item)]
+    if check:
+        cmd += ["--check", "--diff"]
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+    try:
+        return proc.returncode, json.loads(proc.stdout)
+    except ValueError:
+        pytest.fail("ansible-playbook printed no JSON:\n%s\n%s" % (proc.stdout[-2000:], proc.stderr[-2000:]))
 
 
 def changed_tasks(out, host=CLIENT):
     return lab_changed_tasks(out, host)
 
 
+def wait_for_exit(lab, name, want, family=4, tries=20):
+    """Ask until a request to NAME leaves by WANT (a tunnel that just came up needs a moment)."""
+    for _attempt in range(tries):
+        if echo(lab, name, family, max_time=2) == want:
+            return
+        time.sleep(0.5)
+
+
 @pytest.mark.parametrize("family", [4, 6])
 @pytest.mark.parametrize("name", ["example.com", "www.example.com"])
 def test_listed_domain_takes_the_tunnel(lab, exits, name, family):
-    assert echo(lab, name, family) == exits["tunnel"]["ipv%d" % family]
+    assert echo(lab, name, family) == exits["wg0"]["ipv%d" % family]
 
 
 @pytest.mark.parametrize("family", [4, 6])
-@pytest.mark.parametrize("name", ["www.example.net", "www.example.org"])
+@pytest.mark.parametrize("name", UNLISTED)
 def test_unlisted_domain_goes_direct(lab, exits, name, family):
     assert echo(lab, name, family) == exits["direct"]["ipv%d" % family]
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_each_tunnel_sends_its_domains_to_its_own_exit(lab, exits, ifaces, family):
+    """www.example.com leaves by wg0's exit, www.example.net by wg1's; each request enters the
+    endpoint through its own tunnel only, and neither crosses router-a's uplink as HTTP."""
+    on_iface = {"wg0": [], "wg1": []}
+    uplink = []
+    with lab.capture(ENDPOINT, "wg0", on_iface["wg0"]), lab.capture(ENDPOINT, "wg1", on_iface["wg1"]):
+        with lab.capture(ROUTER, "wan", uplink):
+            seen = {tunnel: echo(lab, name, family) for tunnel, name in LISTED.items()}
+    assert seen == {tunnel: exits[tunnel]["ipv%d" % family] for tunnel in LISTED}
+    for tunnel, other in (("wg0", "wg1"), ("wg1", "wg0")):
+        packets = parse_packets(on_iface[tunnel])
+        mine = [p for p in packets if p.dport == 80 and p.dst == ECHO_ADDRESSES[tunnel][family == 6]]
+        assert mine, "no HTTP for %s on the endpoint's %s: %s" % (LISTED[tunnel], tunnel, on_iface[tunnel])
+        # from the client's address in that tunnel (masqueraded to it on the client)
+        subnet = ifaces[tunnel]["subnet"]["ipv%d" % family]
+        assert all(in_network(p.src, subnet) for p in mine), mine
+        strays = [p for p in packets if p.dport == 80 and p.dst in ECHO_ADDRESSES[other]]
+        assert not strays, "%s's request came through %s: %s" % (other, tunnel, strays)
+    http = [p for p in parse_packets(uplink) if 80 in (p.sport, p.dport)]
+    assert not http, http
+    ports = {p.dport for p in parse_packets(uplink)}
+    assert {ifaces["wg0"]["port"], ifaces["wg1"]["port"]} <= ports, ports
+
+
+def test_dns_for_each_tunnel_goes_only_to_its_own_resolver(lab, ifaces):
+    """A listed name is resolved through its own tunnel's resolver only: the query shows on
+    that tunnel, addressed to its resolver, and neither on the other tunnel nor on the uplink.
+    Fresh names under each list (NXDOMAIN: nothing is cached, no set changes)."""
+    tag = uuid.uuid4().hex[:8]
+    names = {"wg0": "dnsproof-%s.example.com" % tag, "wg1": "dnsproof-%s.www.example.net" % tag}
+    on_iface = {"wg0": [], "wg1": []}
+    uplink = []
+    with lab.capture(ENDPOINT, "wg0", on_iface["wg0"]), lab.capture(ENDPOINT, "wg1", on_iface["wg1"]):
+        with lab.capture(ROUTER, "wan", uplink):
+            for name in names.values():
+                lab.host(CLIENT).run("dig +time=2 +tries=1 %s A %s AAAA" % (name, name))
+    for tunnel, other in (("wg0", "wg1"), ("wg1", "wg0")):
+        dns = [p for p in parse_packets(on_iface[tunnel]) if p.dport == 53]
+        mine = [p for p in dns if names[tunnel] in p.info]
+        assert mine, "no query for %s on %s: %s" % (names[tunnel], tunnel, on_iface[tunnel])
+        resolver = ifaces[tunnel]["address"]
+        assert {p.dst for p in mine} <= {resolver["ipv4"], resolver["ipv6"]}, mine
+        assert not [p for p in dns if names[other] in p.info], "%s's query came through %s" % (other, tunnel)
+    leaked = [p for p in parse_packets(uplink) if any(name in p.info for name in names.values())]
+    assert not leaked, leaked
 
 
 def test_dns_for_a_listed_domain_never_crosses_the_uplink(lab):
@@ -83,34 +187,85 @@ def test_stray_dns_is_answered_by_the_local_resolver(lab):
 
 
 def test_static_network_takes_the_tunnel(lab, exits):
-    assert echo(lab, "198.51.100.213", 4) == exits["tunnel"]["ipv4"]
+    assert echo(lab, "198.51.100.213", 4) == exits["wg0"]["ipv4"]
 
 
 def test_a_listed_user_takes_the_tunnel_and_others_do_not(lab, exits):
-    assert echo(lab, "www.example.net", 4, user="tunneluser") == exits["tunnel"]["ipv4"]
-    assert echo(lab, "www.example.net", 4, user="otheruser") == exits["direct"]["ipv4"]
+    assert echo(lab, "www.example.org", 4, user="tunneluser") == exits["wg0"]["ipv4"]
+    assert echo(lab, "www.example.org", 4, user="otheruser") == exits["direct"]["ipv4"]
 
 
-def test_tunnel_down_fails_closed(lab, exits):
+@pytest.mark.parametrize(("down", "up"), [("wg0", "wg1"), ("wg1", "wg0")])
+def test_one_tunnel_down_blackholes_only_its_own_domains(lab, exits, down, up):
+    """With one tunnel down its names time out and no packet for them leaves by the uplink;
+    the other tunnel's names still leave by their exit, unlisted names directly."""
     client = lab.host(CLIENT)
-    client.check_output("systemctl stop wg-quick@wg0.service")
+    client.check_output("systemctl stop wg-quick@%s.service" % down)
     try:
         packets = []
         with lab.capture(ROUTER, "wan", packets):
-            assert echo(lab, "www.example.com", 4, max_time=3) is None
-            assert echo(lab, "www.example.com", 6, max_time=3) is None
-            # unlisted traffic is unaffected
-            assert echo(lab, "www.example.net", 4) == exits["direct"]["ipv4"]
-        leaked = [p for p in parse_packets(packets) if p.dst in ("198.51.100.210", "2001:db8:100::10")]
+            assert echo(lab, LISTED[down], 4, max_time=3) is None
+            assert echo(lab, LISTED[down], 6, max_time=3) is None
+            assert echo(lab, LISTED[up], 4) == exits[up]["ipv4"]
+            assert echo(lab, LISTED[up], 6) == exits[up]["ipv6"]
+            assert echo(lab, "www.example.org", 4) == exits["direct"]["ipv4"]
+        leaked = [p for p in parse_packets(packets) if p.dst in ECHO_ADDRESSES[down]]
         assert not leaked, leaked
     finally:
-        client.check_output("systemctl start wg-quick@wg0.service")
+        client.check_output("systemctl start wg-quick@%s.service" % down)
+    wait_for_exit(lab, LISTED[down], exits[down]["ipv4"])
+    assert echo(lab, LISTED[down], 4) == exits[down]["ipv4"]
+    assert echo(lab, LISTED[down], 6) == exits[down]["ipv6"]
+
+
+TAILSCALE_DNS = "100.100.100.100"
+
+
+@pytest.fixture
+def tailscale_resolver(lab):
+    """A stand-in for Tailscale's resolver on the client: 100.100.100.100 on lo and a dnsmasq
+    there that answers ts.net names with 100.64.0.7 and every other name with 100.64.0.99."""
+    client = lab.host(CLIENT)
+    client.check_output("ip address replace %s/32 dev lo" % TAILSCALE_DNS)
+    client.check_output(
+        "systemd-run --quiet --collect --unit=srtest-tailscale-dns dnsmasq --keep-in-foreground --conf-file=/dev/null"
+        " --no-resolv --no-hosts --bind-interfaces --listen-address=%s --port=53 --pid-file="
+        " --address=/ts.net/100.64.0.7 --address=/#/100.64.0.99" % TAILSCALE_DNS
+    )
     for _attempt in range(20):
-        if echo(lab, "www.example.com", 4) == exits["tunnel"]["ipv4"]:
+        if client.run("ss -Hlun 'sport = :53' | grep -qF '%s:53'" % TAILSCALE_DNS).rc == 0:
             break
-        time.sleep(0.5)
-    assert echo(lab, "www.example.com", 4) == exits["tunnel"]["ipv4"]
-    assert echo(lab, "www.example.com", 6) == exits["tunnel"]["ipv6"]
+        time.sleep(0.25)
+    yield client
+    client.run("systemctl stop srtest-tailscale-dns.service")
+    client.run("ip address del %s/32 dev lo" % TAILSCALE_DNS)
+
+
+def test_tailscale_resolver_gets_ts_net_and_is_left_alone(lab, exits, tailscale_resolver):
+    """splitroute_client_tailscale: ts.net names asked through the front resolver are answered
+    by 100.100.100.100 (the query shows on lo), and DNS sent to 100.100.100.100 reaches it
+    instead of being redirected to the front resolver, which it is without the option."""
+    client = tailscale_resolver
+    ask = "dig +short +time=2 +tries=1 %s"
+    # without the option: DNS to 100.100.100.100 is stray DNS, answered by the front resolver
+    assert client.check_output(ask % ("@%s www.example.com A" % TAILSCALE_DNS)) == "198.51.100.210"
+    try:
+        rc, out = playbook({"splitroute_client_tailscale": True})
+        assert rc == 0, failures(out)
+        packets = []
+        with lab.capture(CLIENT, "lo", packets):
+            answer = client.check_output(ask % "laptop.tail1234.ts.net A")
+        assert answer == "100.64.0.7"
+        queries = [p for p in parse_packets(packets) if p.dport == 53 and "laptop.tail1234.ts.net" in p.info]
+        assert any(p.dst == TAILSCALE_DNS for p in queries), packets
+        # left alone: its own answer, not the front resolver's
+        assert client.check_output(ask % ("@%s www.example.com A" % TAILSCALE_DNS)) == "100.64.0.99"
+        # and the split tunnel still works
+        assert echo(lab, LISTED["wg1"], 4) == exits["wg1"]["ipv4"]
+    finally:
+        rc, out = playbook()
+    assert rc == 0, failures(out)
+    assert client.check_output(ask % ("@%s www.example.com A" % TAILSCALE_DNS)) == "198.51.100.210"
 
 
 def test_check_mode_on_the_converged_host_reports_no_change():
@@ -160,10 +315,10 @@ def added_then_removed(lab, client, exits, front_pid):
         if client.run("test -s /root/ll.out").rc == 0:
             break
         time.sleep(0.1)
-    assert client.check_output("cat /root/ll.out") == exits["tunnel"]["ipv4"]
+    assert client.check_output("cat /root/ll.out") == exits["wg0"]["ipv4"]
     # the domain took effect without a restart of the front resolver
     assert client.check_output("systemctl show -p MainPID --value splitroute-dns-front.service") == front_pid
-    assert echo(lab, "www.example.org", 4) == exits["tunnel"]["ipv4"]
+    assert echo(lab, "www.example.org", 4) == exits["wg0"]["ipv4"]
     # back to the scenario's list: lookups of example.org no longer go through the back
     # resolver, so its address is not refreshed in the set and expires within the timeout
     rc, out = playbook()
@@ -234,14 +389,14 @@ def test_after_a_restart_listed_domains_are_tunneled_with_no_ansible_run(lab, ex
             if state in ("running", "degraded"):
                 break
             time.sleep(0.5)
-        for _attempt in range(40):
-            if echo(lab, "www.example.com", 4, max_time=2) == exits["tunnel"]["ipv4"]:
-                break
-            time.sleep(0.5)
-    assert echo(lab, "www.example.com", 4) == exits["tunnel"]["ipv4"]
-    assert echo(lab, "www.example.com", 6) == exits["tunnel"]["ipv6"]
+        for tunnel, name in LISTED.items():
+            wait_for_exit(lab, name, exits[tunnel]["ipv4"], tries=40)
+    for tunnel, name in LISTED.items():
+        assert echo(lab, name, 4) == exits[tunnel]["ipv4"], tunnel
+        assert echo(lab, name, 6) == exits[tunnel]["ipv6"], tunnel
     assert client.run("journalctl -b | grep -i 'ordering cycle'").rc != 0
-    leaked = [p for p in parse_packets(packets) if p.dst in ("198.51.100.210", "2001:db8:100::10")]
+    listed = ECHO_ADDRESSES["wg0"] + ECHO_ADDRESSES["wg1"]
+    leaked = [p for p in parse_packets(packets) if p.dst in listed]
     assert not leaked, leaked
 
 
@@ -253,19 +408,25 @@ def test_state_absent_removes_everything_and_restores_resolv_conf(lab, exits):
     assert rc == 0, failures(out)
     assert client.check_output("cat /etc/resolv.conf") == original
     assert client.run("nft list table inet splitroute").rc != 0
-    assert "lookup 100" not in client.check_output("ip rule; ip -6 rule")
-    assert client.check_output("ip route show table 100; ip -6 route show table 100") == ""
-    assert client.run("ip link show wg0").rc != 0
+    rules = client.check_output("ip rule; ip -6 rule")
+    assert "lookup 100" not in rules and "lookup 101" not in rules, rules
+    for table in (100, 101):
+        assert client.check_output("ip route show table %d; ip -6 route show table %d" % (table, table)) == ""
+    for tunnel in LISTED:
+        assert client.run("ip link show %s" % tunnel).rc != 0, tunnel
     units = client.check_output("systemctl list-units --all --plain --no-legend 'splitroute*' 'wg-quick@*'")
     assert units == ""
     for path in (
         "/etc/splitroute",
         "/etc/wireguard/wg0.conf",
         "/etc/wireguard/wg0.key",
+        "/etc/wireguard/wg1.conf",
+        "/etc/wireguard/wg1.key",
         "/usr/local/sbin/splitroute-client-routing",
     ):
         assert not client.file(path).exists, path
     # the host resolves and reaches everything directly again
-    assert echo(lab, "www.example.com", 4) == exits["direct"]["ipv4"]
+    for name in LISTED.values():
+        assert echo(lab, name, 4) == exits["direct"]["ipv4"], name
     rc, out = playbook({"splitroute_client_state": "absent"})
     assert rc == 0 and changed_tasks(out) == [], changed_tasks(out)
