@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.splitroute.vpn.plugins.filter.gateway_plan import gateway_plan
+from ansible_collections.splitroute.vpn.plugins.filter.gateway_plan import (
+    FilterModule,
+    gateway_genkey,
+    gateway_plan,
+    gateway_pubkey,
+)
 
 KEY1 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 KEY2 = "HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo="
@@ -96,6 +103,66 @@ def test_several_providers_get_their_own_table_and_pair():
             {"settings": dict(SETTINGS, wireguard_userspace="wireguard-go\nExecStart=/bin/sh")},
             "splitroute_gateway_wireguard_userspace",
         ),
+        ({"settings": dict(SETTINGS, uplink='eth0" accept\n')}, "splitroute_gateway_uplink"),
+        ({"settings": dict(SETTINGS, interface="wg0\nPostUp=x")}, "splitroute_gateway_interface"),
+        (
+            {"settings": dict(SETTINGS, dns_records=[{"name": "vault.lan\nserver=6.6.6.6", "address": "10.4.0.7"}])},
+            "is not a DNS name",
+        ),
+        (
+            {"settings": dict(SETTINGS, dns_records=[{"name": "vault.lan", "address": "10.4.0.7,6.6.6.6"}])},
+            "DNS record vault.lan: address '10.4.0.7,6.6.6.6' is not an IP address",
+        ),
+        (
+            {"settings": dict(SETTINGS, dns_upstreams=["9.9.9.9\naddress=/#/6.6.6.6"])},
+            "splitroute_gateway_dns_upstreams: '9.9.9.9\\naddress=/#/6.6.6.6' is not an IP address",
+        ),
+        ({"settings": dict(SETTINGS, dns_upstreams=[])}, "must name at least one resolver"),
+        (
+            {"providers": [dict(PROVIDERS[0], dns_upstreams=["2001:db8::53"])]},
+            "provider provider: dns_upstreams: 2001:db8::53 is not an IPv4 address",
+        ),
+        (
+            {"settings": dict(SETTINGS, dns_upstreams=["2001:db8::53"])},
+            "provider provider: its resolver needs an IPv4 upstream",
+        ),
+        ({"settings": dict(SETTINGS, dns_port_base=50)}, "splitroute_gateway_dns_port_base must be 1024-65535"),
+        ({"settings": dict(SETTINGS, dns_port_base=65536)}, "splitroute_gateway_dns_port_base must be 1024-65535"),
+        (
+            {
+                "settings": dict(SETTINGS, dns_port_base=65535),
+                "providers": [*PROVIDERS, {"name": "other", "server": "198.51.100.50", "config": "c"}],
+            },
+            "splitroute_gateway_dns_port_base leaves no room for 2 resolver ports",
+        ),
+        (
+            {"providers": [dict(PROVIDERS[0], username="user\nremote evil", password="p")]},
+            "provider provider: username must be a string on one line",
+        ),
+        (
+            {"peers": [{"name": "phone", "address": "10.4.0.140"}]},
+            "splitroute_gateway_endpoint (the gateway's public address or name) is needed by the peers without"
+            " public_key: phone",
+        ),
+        (
+            {
+                "peers": [{"name": "phone", "address": "10.4.0.140"}],
+                "settings": dict(SETTINGS, endpoint="vpn.example.net:51820\nPostUp=x"),
+            },
+            "is neither an IP address nor a DNS name",
+        ),
+        (
+            {"peers": [dict(PEERS[0], allowed_ips=["0.0.0.0/0"])]},
+            "peer peer1: allowed_ips is only for peers without public_key",
+        ),
+        (
+            {
+                "peers": [{"name": "phone", "address": "10.4.0.140", "allowed_ips": ["10.4.0.1/24"]}],
+                "settings": dict(SETTINGS, endpoint="198.51.100.40"),
+            },
+            "peer phone: allowed_ips '10.4.0.1/24' is not a network",
+        ),
+        ({"settings": dict(SETTINGS, keepalive=-1)}, "splitroute_gateway_peer_keepalive"),
     ],
 )
 def test_bad_input_is_one_clear_error(kwargs, message):
@@ -117,3 +184,85 @@ def test_every_problem_is_listed_at_once():
     assert "overlaps" in text
     assert "outside the peer subnet" in text
     assert "same as peer a's" in text
+
+
+def test_each_provider_has_a_resolver_that_asks_through_it():
+    settings = dict(SETTINGS, dns_upstreams=["198.51.100.253", "2001:db8:100::53"], dns_port_base=5310)
+    providers = [*PROVIDERS, {"name": "other", "server": "198.51.100.50", "config": "c", "dns_upstreams": ["10.8.0.1"]}]
+    classes = [
+        *CLASSES[:1],
+        {"range": "10.4.0.128/26", "exit": "provider"},
+        {"range": "10.4.0.192/26", "exit": "other"},
+    ]
+    result = plan(classes=classes, providers=providers, settings=settings)
+    assert result["dns_upstreams"] == ["198.51.100.253", "2001:db8:100::53"]
+    first, second = result["providers"]
+    # the role's IPv4 upstreams by default (queries leave from the veth's IPv4 address), or its own
+    assert (first["dns_port"], first["dns_upstreams"]) == (5310, ["198.51.100.253"])
+    assert (second["dns_port"], second["dns_upstreams"]) == (5311, ["10.8.0.1"])
+
+
+def test_dns_records_are_normalised():
+    settings = dict(SETTINGS, dns_records=[{"name": "vault.raff.local.", "address": "10.4.0.7"}])
+    assert plan(settings=settings)["dns_records"] == [{"name": "vault.raff.local", "address": "10.4.0.7"}]
+
+
+def test_a_peer_without_public_key_is_unmanaged():
+    peers = [
+        *PEERS,
+        {"name": "phone", "address": "10.4.0.140"},
+        {"name": "laptop", "address": "10.4.0.20", "allowed_ips": ["10.4.0.0/24", "198.51.100.128/25"]},
+    ]
+    result = plan(peers=peers, settings=dict(SETTINGS, endpoint="198.51.100.40", endpoint_port=443, keepalive=0))
+    by_name = {p["name"]: p for p in result["peers"]}
+    assert by_name["peer1"]["managed"] is True
+    assert by_name["phone"]["managed"] is False
+    assert by_name["phone"]["public_key"] is None
+    assert (by_name["phone"]["exit"], by_name["phone"]["allowed_ips"]) == ("provider", ["0.0.0.0/0"])
+    assert by_name["laptop"]["allowed_ips"] == ["10.4.0.0/24", "198.51.100.128/25"]
+    assert [p["name"] for p in result["unmanaged"]] == ["phone", "laptop"]
+    assert (result["endpoint"], result["endpoint_port"], result["keepalive"]) == ("198.51.100.40", 443, 0)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "port", "expected"),
+    [
+        ("vpn.example.net", 0, ("vpn.example.net", 51820)),
+        ("2001:db8:113::40", 0, ("[2001:db8:113::40]", 51820)),
+        ("198.51.100.40", 51000, ("198.51.100.40", 51000)),
+    ],
+)
+def test_the_endpoint_is_written_as_wireguard_reads_it(endpoint, port, expected):
+    settings = dict(SETTINGS, endpoint=endpoint, endpoint_port=port, port=51820)
+    result = plan(peers=[{"name": "phone", "address": "10.4.0.140"}], settings=settings)
+    assert (result["endpoint"], result["endpoint_port"]) == expected
+
+
+def test_genkey_makes_clamped_keys_that_pubkey_reads():
+    keys = {gateway_genkey() for _ in range(20)}
+    assert len(keys) == 20
+    for key in keys:
+        raw = base64.b64decode(key, validate=True)
+        assert len(raw) == 32
+        assert raw[0] & 7 == 0
+        assert raw[31] & 128 == 0
+        assert raw[31] & 64 == 64
+        assert len(base64.b64decode(gateway_pubkey(key))) == 32
+
+
+def test_pubkey_matches_rfc7748():
+    """RFC 7748 section 6.1: Alice's X25519 private and public keys."""
+    private = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+    public = bytes.fromhex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
+    assert gateway_pubkey(base64.b64encode(private).decode()) == base64.b64encode(public).decode()
+
+
+def test_pubkey_never_echoes_a_bad_key():
+    secret = "not-a-key-but-maybe-a-secret"
+    with pytest.raises(AnsibleFilterError) as err:
+        gateway_pubkey(secret)
+    assert secret not in str(err.value)
+
+
+def test_the_filters_are_exported():
+    assert set(FilterModule().filters()) == {"gateway_plan", "gateway_genkey", "gateway_pubkey"}
