@@ -15,6 +15,8 @@ APT_PACKAGES=(
   podman runc netavark aardvark-dns iptables debootstrap uidmap
   # tools the tests and the demo call on this machine
   curl dnsutils tcpdump wireguard-tools openssl
+  # the gateway role draws unmanaged peers' QR codes on the controller; its test decodes them
+  qrencode zbar-tools
   # ansible-test sanity's shellcheck test
   shellcheck
 )

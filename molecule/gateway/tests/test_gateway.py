@@ -3,11 +3,18 @@
 peer1 (10.4.0.10, direct class) and peer2 (10.4.0.130, provider class) are full-tunnel
 WireGuard peers of the gateway. The echo service answers with the address a request came
 from: the gateway's own for the direct class, the provider's egress for the VPN class.
+"phone" (10.4.0.140, provider class) is a peer without public key: the role writes its client
+configuration on the controller, and a lab host (client2, which this scenario leaves
+alone otherwise) brings it up.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -19,6 +26,10 @@ CONVERGE = ROOT / "molecule" / "gateway" / "converge.yml"
 GATEWAY = "gateway"
 DIRECT_PEER = ("peer1", "10.4.0.10")
 VPN_PEER = ("peer2", "10.4.0.130")
+PHONE = ("phone", "10.4.0.140")
+PHONE_HOST = "client2"
+PEER_FILES = ROOT / ".cache" / "molecule-gateway-peers" / GATEWAY
+DNS_SERVER = "198.51.100.253"
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +49,27 @@ def playbook(*extra, check=False, limit=GATEWAY):
 
 def changed_tasks(out, host=GATEWAY):
     return lab_changed_tasks(out, host)
+
+
+def dig(lab, host, name, *options):
+    """dig NAME A at the gateway's WireGuard address from HOST: (status, answers)."""
+    # the header (for the status) and the answer section only: no authority or additional records
+    cmd = "dig +time=2 +tries=1 +noall +comments +answer %s @10.4.0.1 %s A" % (" ".join(options), name)
+    out = lab.host(host).run(cmd).stdout
+    status = next((line.split("status: ")[1].split(",")[0] for line in out.splitlines() if "status: " in line), None)
+    rows = [line.split() for line in out.splitlines() if line and not line.startswith(";")]
+    answers = [row[4] for row in rows if len(row) == 5 and row[3] == "A"]
+    return status, answers
+
+
+def fresh_name(zone="example.org"):
+    """A name no resolver has cached (the zone answers NXDOMAIN)."""
+    return "n%s.%s" % (uuid.uuid4().hex[:10], zone)
+
+
+def dns_names(packets):
+    """The DNS packets of a capture, as (src, dst, info)."""
+    return [p for p in parse_packets(packets) if 53 in (p.sport, p.dport)]
 
 
 def wait_for(lab, host, target, expected, tries=40):
@@ -72,6 +104,55 @@ def test_peer_to_peer_stays_on_the_wireguard_interface(lab):
 def test_split_horizon_names_resolve_for_both_classes(lab, peer):
     answer = lab.host(peer).check_output("dig +short +time=2 +tries=2 @10.4.0.1 vault.raff.local A")
     assert answer.split() == ["10.4.0.7"]
+
+
+def test_dns_for_the_vpn_class_leaves_through_the_provider(lab, exits):
+    """The VPN-class peer's queries never cross the uplink; the provider's egress asks instead."""
+    vpn_name, direct_name = fresh_name(), fresh_name("example.net")
+    uplink, provider = [], []
+    with lab.capture(GATEWAY, "wan", uplink), lab.capture("provider", "wan", provider):
+        assert dig(lab, VPN_PEER[0], "media.cdn.example.org") == ("NOERROR", ["198.51.100.213"])
+        assert dig(lab, VPN_PEER[0], vpn_name)[0] == "NXDOMAIN"
+        assert dig(lab, VPN_PEER[0], "www.example.org", "+tcp") == ("NOERROR", ["198.51.100.212"])
+        # the control: the direct peer's query leaves by the uplink
+        assert dig(lab, DIRECT_PEER[0], direct_name)[0] == "NXDOMAIN"
+    on_uplink = dns_names(uplink)
+    assert not [p for p in on_uplink if "example.org" in p.info], on_uplink
+    assert any(direct_name in p.info and p.dst == DNS_SERVER for p in on_uplink), on_uplink
+    # only the provider's tunnel carried the VPN class's queries out of the gateway
+    assert any(
+        p.dst == lab.hostvars["provider"]["lab_nics"][0]["ipv4"] and p.dport == 1194 for p in parse_packets(uplink)
+    )
+    at_provider = dns_names(provider)
+    egress = exits["vpn"]["ipv4"]
+    for name in ("media.cdn.example.org", vpn_name):
+        assert any(name in p.info and p.src == egress and p.dst == DNS_SERVER for p in at_provider), at_provider
+    assert any(p.src == egress and p.dport == 53 and "www.example.org" in p.info for p in at_provider), at_provider
+    assert not [p for p in at_provider if direct_name in p.info]
+
+
+def test_vpn_class_dns_fails_closed_and_the_direct_class_still_resolves(lab):
+    gateway = lab.host(GATEWAY)
+    gateway.check_output("systemctl stop splitroute-gateway-openvpn@provider.service")
+    try:
+        vpn_name, direct_name = fresh_name(), fresh_name("example.net")
+        uplink = []
+        with lab.capture(GATEWAY, "wan", uplink):
+            status, answers = dig(lab, VPN_PEER[0], vpn_name)
+            assert status not in ("NOERROR", "NXDOMAIN") and answers == [], (status, answers)
+            assert dig(lab, VPN_PEER[0], "deep.sub.example.com")[1] == []
+            assert dig(lab, DIRECT_PEER[0], direct_name)[0] == "NXDOMAIN"
+            assert dig(lab, DIRECT_PEER[0], "api.example.net") == ("NOERROR", ["198.51.100.212"])
+        on_uplink = dns_names(uplink)
+        assert not [p for p in on_uplink if vpn_name in p.info or "example.com" in p.info], on_uplink
+        assert any(direct_name in p.info for p in on_uplink), on_uplink
+    finally:
+        gateway.check_output("systemctl start splitroute-gateway-openvpn@provider.service")
+    for _attempt in range(40):
+        if dig(lab, VPN_PEER[0], "deep.sub.example.com") == ("NOERROR", ["198.51.100.212"]):
+            break
+        time.sleep(0.5)
+    assert dig(lab, VPN_PEER[0], "deep.sub.example.com") == ("NOERROR", ["198.51.100.212"])
 
 
 def test_vpn_class_fails_closed_when_openvpn_stops(lab, exits):
@@ -143,8 +224,16 @@ PEER_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
             },
             "peer b: public_key is the same as peer a's",
         ),
+        (
+            {
+                "splitroute_gateway_dns_records": [
+                    {"name": "vault.raff.local\nserver=198.51.100.99", "address": "10.4.0.7"}
+                ]
+            },
+            "is not a DNS name",
+        ),
     ],
-    ids=["overlapping-ranges", "peer-outside-subnet", "duplicate-key"],
+    ids=["overlapping-ranges", "peer-outside-subnet", "duplicate-key", "line-injected-in-a-dns-record"],
 )
 def test_bad_input_fails_before_any_change(lab, extra, message):
     before = lab.host(GATEWAY).check_output("md5sum /etc/wireguard/wg0.conf /etc/splitroute-gateway/gateway.nft")
@@ -156,6 +245,73 @@ def test_bad_input_fails_before_any_change(lab, extra, message):
     assert changed_tasks(out) == []
     after = lab.host(GATEWAY).check_output("md5sum /etc/wireguard/wg0.conf /etc/splitroute-gateway/gateway.nft")
     assert after == before
+
+
+RESOLVCONF_STUB = """#!/bin/sh
+# test stand-in for resolvconf (wg-quick's DNS = ): keep the old file, write the new one
+case "$1" in
+  -a) [ -f /run/resolv.conf.phone ] || cp /etc/resolv.conf /run/resolv.conf.phone; cat > /etc/resolv.conf ;;
+  -d) if [ -f /run/resolv.conf.phone ]; then mv /run/resolv.conf.phone /etc/resolv.conf; fi ;;
+esac
+"""
+
+
+def test_an_unmanaged_peer_gets_a_working_client_configuration(lab, exits):
+    """The phone's files on the controller: 0600, a QR code of the configuration, and it connects."""
+    conf, key, png = (PEER_FILES / ("phone." + ext) for ext in ("conf", "key", "png"))
+    assert PEER_FILES.stat().st_mode & 0o777 == 0o700
+    for path in (conf, key, png):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    text = conf.read_text()
+    private = key.read_text().strip()
+    assert "PrivateKey = %s\n" % private in text
+    gateway_key = lab.host(GATEWAY).check_output("wg show wg0 public-key")
+    assert "PublicKey = %s\n" % gateway_key in text
+    for line in (
+        "Address = 10.4.0.140/32",
+        "DNS = 10.4.0.1",
+        "Endpoint = 198.51.100.40:51820",
+        "AllowedIPs = 0.0.0.0/0",
+    ):
+        assert line + "\n" in text, line
+    # the gateway knows the phone by the public key of the controller's private key
+    phone_public = subprocess.run(["wg", "pubkey"], input=private, capture_output=True, text=True, check=True)
+    assert phone_public.stdout.strip() in lab.host(GATEWAY).check_output("wg show wg0 peers").split()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if shutil.which("zbarimg"):
+        decoded = subprocess.run(["zbarimg", "--raw", "-q", str(png)], capture_output=True, text=True, check=True)
+        assert decoded.stdout.rstrip("\n") == text.rstrip("\n")
+
+    host = lab.host(PHONE_HOST)
+    host.check_output(
+        "cat > /usr/local/sbin/resolvconf <<'EOF'\n%sEOF\nchmod 0755 /usr/local/sbin/resolvconf" % RESOLVCONF_STUB
+    )
+    host.check_output("install -m 0600 /dev/stdin /etc/wireguard/phone.conf <<'EOF'\n%sEOF" % text)
+    try:
+        host.check_output("WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go wg-quick up phone")
+        assert host.check_output("cat /etc/resolv.conf").split() == ["nameserver", "10.4.0.1"]
+        assert wait_for(lab, PHONE_HOST, "198.51.100.211", exits["vpn"]["ipv4"])
+        # by name, through the gateway's resolver for its class, and out through the provider
+        assert (
+            host.check_output("curl -4 --silent --max-time 5 http://api.example.net/").strip() == exits["vpn"]["ipv4"]
+        )
+    finally:
+        host.run("wg-quick down phone")
+        host.run("rm -f /etc/wireguard/phone.conf /usr/local/sbin/resolvconf")
+    assert host.check_output("ip -br link").find("phone") == -1
+
+
+def test_no_private_key_in_the_play_output_unless_asked():
+    private = (PEER_FILES / "phone.key").read_text().strip()
+    rc, out = playbook()
+    assert rc == 0, failures(out)
+    assert changed_tasks(out) == []  # the key, configuration and PNG are reused
+    assert private not in json.dumps(out)
+    assert "\u2588" not in json.dumps(out, ensure_ascii=False)  # no QR code either
+    rc, out = playbook({"splitroute_gateway_peer_qr_terminal": True})
+    assert rc == 0, failures(out)
+    assert changed_tasks(out) == []
+    assert "\u2588" in json.dumps(out, ensure_ascii=False)  # the QR code, in block characters
 
 
 def test_local_networks_bypass_the_provider(lab, exits):
@@ -174,11 +330,79 @@ def test_local_networks_bypass_the_provider(lab, exits):
     assert echo(lab, VPN_PEER[0], "198.51.100.212") == exits["vpn"]["ipv4"]
 
 
+def test_after_a_restart_the_chain_comes_back_with_no_ansible_run(lab, exits):
+    """podman restart of the gateway: WireGuard, the namespace, OpenVPN, the resolvers and the rules come back
+    by themselves, and the VPN-class peer never leaves directly meanwhile.
+
+    The capture runs on inet's side of the wan (the gateway's own capture would not outlive the restart): the
+    echo service is only reachable through inet, so any request to it shows there with its source.
+    """
+    gateway, peer = lab.host(GATEWAY), lab.host(VPN_PEER[0])
+    target = "198.51.100.213"
+    probe = "srgw-restart-%s" % uuid.uuid4().hex[:6]
+    log = "/run/%s.log" % probe
+    peer.check_output(
+        "systemd-run --quiet --collect --unit=%s sh -c 'for i in $(seq 1 400); do "
+        "curl -4 --silent --max-time 1 http://%s/ >> %s; echo >> %s; sleep 0.2; done'" % (probe, target, log, log)
+    )
+    packets = []
+    try:
+        with lab.capture("inet", "wan", packets):
+            start = time.monotonic()
+            subprocess.run(["podman", "restart", "--time", "5", lab.hostvars[GATEWAY]["ansible_host"]], check=True)
+            for _attempt in range(120):
+                if gateway.run("systemctl is-system-running").stdout.strip() in ("running", "degraded"):
+                    break
+                time.sleep(0.5)
+            back = wait_for(lab, VPN_PEER[0], target, exits["vpn"]["ipv4"], tries=120)
+            elapsed = time.monotonic() - start
+        assert back, "traffic did not resume through the provider"
+    finally:
+        peer.run("systemctl stop %s" % probe)
+    answers = [line for line in peer.check_output("cat %s" % log).splitlines() if line]
+    peer.run("rm -f %s" % log)
+    assert answers and set(answers) == {exits["vpn"]["ipv4"]}, answers
+    parsed = parse_packets(packets)
+    leaked = [p for p in parsed if (p.dst == target and p.src != exits["vpn"]["ipv4"]) or p.src == VPN_PEER[1]]
+    assert not leaked, leaked
+    assert any(p.dst == target and p.src == exits["vpn"]["ipv4"] for p in parsed)
+    # the whole chain, with no Ansible run
+    for unit in (
+        "splitroute-gateway.service",
+        "splitroute-gateway-openvpn@provider.service",
+        "splitroute-gateway-dns.service",
+        "splitroute-gateway-dns@provider.service",
+        "wg-quick@wg0.service",
+    ):
+        assert gateway.run("systemctl is-active %s" % unit).stdout.strip() == "active", unit
+    assert gateway.check_output("cat /proc/sys/net/ipv4/ip_forward") == "1"
+    assert "srgw-provider" in gateway.check_output("ip netns list")
+    assert "tun0" in gateway.check_output("ip -n srgw-provider -br link")
+    assert len(gateway.check_output("wg show wg0 peers").split()) == 3
+    rules = gateway.check_output("ip rule show")
+    for rule in ("from 10.4.0.128/25 lookup 200", "from 10.255.255.1 lookup 200", "to 10.4.0.0/24 lookup main"):
+        assert rule in rules, rules
+    table = gateway.check_output("ip route show table 200")
+    assert "default via 10.255.255.2 dev srgw-provider" in table
+    assert "blackhole default" in table
+    assert gateway.run("journalctl -b | grep -i 'ordering cycle'").rc != 0
+    assert dig(lab, VPN_PEER[0], "v4only.example.com") == ("NOERROR", ["198.51.100.212"])
+    assert echo(lab, DIRECT_PEER[0], "198.51.100.212") == exits["direct"]["ipv4"]
+    print("gateway restart: traffic through the provider again after %.1f s" % elapsed)
+
+
 def test_state_absent_leaves_nothing_behind(lab, exits):
+    """And puts back what prepare.yml left: forwarding off, the distribution's dnsmasq service running."""
     gateway = lab.host(GATEWAY)
+    original = json.loads(gateway.check_output("cat /var/lib/splitroute-gateway/original.json"))
+    assert original == {"net.ipv4.ip_forward": "0", "dnsmasq.service": {"state": "running", "status": "enabled"}}
+    assert gateway.run("systemctl is-active dnsmasq.service").stdout.strip() != "active"
     try:
         rc, out = playbook({"splitroute_gateway_state": "absent"})
         assert rc == 0, failures(out)
+        assert gateway.check_output("cat /proc/sys/net/ipv4/ip_forward") == "0"
+        assert gateway.run("systemctl is-active dnsmasq.service").stdout.strip() == "active"
+        assert gateway.run("systemctl is-enabled dnsmasq.service").stdout.strip() == "enabled"
         rules = gateway.check_output("ip rule show")
         assert not [line for line in rules.splitlines() if line.split(":")[0].strip().startswith(("20", "21"))]
         assert gateway.check_output("ip route show table 200") == ""
@@ -190,6 +414,7 @@ def test_state_absent_leaves_nothing_behind(lab, exits):
             "splitroute-gateway.service",
             "splitroute-gateway-openvpn@provider.service",
             "splitroute-gateway-dns.service",
+            "splitroute-gateway-dns@provider.service",
             "wg-quick@wg0.service",
         ]:
             assert gateway.run("systemctl is-active %s" % unit).stdout.strip() != "active", unit
@@ -200,6 +425,8 @@ def test_state_absent_leaves_nothing_behind(lab, exits):
             "/usr/local/sbin/splitroute-gateway-boot",
             "/etc/systemd/system/splitroute-gateway.service",
             "/etc/netns/srgw-provider",
+            "/var/lib/splitroute-gateway",
+            "/etc/systemd/system/splitroute-gateway-dns@.service",
         ]:
             assert not gateway.file(path).exists, path
         # and a second removal changes nothing
@@ -211,3 +438,6 @@ def test_state_absent_leaves_nothing_behind(lab, exits):
         assert rc == 0, failures(out)
     assert wait_for(lab, VPN_PEER[0], "198.51.100.212", exits["vpn"]["ipv4"])
     assert wait_for(lab, DIRECT_PEER[0], "198.51.100.212", exits["direct"]["ipv4"])
+    # applied again: the distribution's resolver is stopped again, forwarding is on
+    assert gateway.run("systemctl is-active dnsmasq.service").stdout.strip() != "active"
+    assert gateway.check_output("cat /proc/sys/net/ipv4/ip_forward") == "1"
