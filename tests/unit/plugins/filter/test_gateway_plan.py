@@ -239,7 +239,7 @@ def test_the_endpoint_is_written_as_wireguard_reads_it(endpoint, port, expected)
 
 
 def test_genkey_makes_clamped_keys_that_pubkey_reads():
-    keys = {gateway_genkey() for _ in range(20)}
+    keys = {gateway_genkey() for _attempt in range(20)}
     assert len(keys) == 20
     for key in keys:
         raw = base64.b64decode(key, validate=True)
