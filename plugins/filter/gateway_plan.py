@@ -22,6 +22,8 @@ description:
     writes its client configuration; it may carry C(allowed_ips) for that configuration, and needs O(settings.endpoint).
   - Returns the plan - each peer with its exit, each provider with its routing table, rule priority, veth names and
     addresses, the ranges that leave through it and its resolver (port and upstreams).
+  - IPv6 is optional - with C(address6) set, classes may carry C(range6) and peers C(address6) (in a class with the
+    same exit as their IPv4 address); each provider gets a /126 of C(veth_network6).
   - The same file provides C(gateway_genkey) (a new WireGuard private key, base64) and C(gateway_pubkey) (the public
     key of a private key), which the role uses for unmanaged peers on the controller.
 options:
@@ -43,7 +45,8 @@ options:
   settings:
     description:
       - Role-wide settings - address, table_base, priority_base, veth_network, local_networks, wireguard_userspace,
-        interface, uplink, port, mtu, dns_upstreams, dns_records, dns_port_base, endpoint, endpoint_port, keepalive.
+        interface, uplink, port, mtu, dns_upstreams, dns_records, dns_port_base, endpoint, endpoint_port, keepalive,
+        address6, veth_network6.
     type: dict
     required: true
 """
@@ -64,6 +67,7 @@ _value:
 
 import base64
 import ipaddress
+import itertools
 import re
 import secrets
 
@@ -81,9 +85,9 @@ _NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 _PEER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _DNS_NAME = re.compile(r"^(?=.{1,253}\.?$)%s(?:\.%s)*\.?$" % (_LABEL, _LABEL))
-_PEER_KEYS = {"name", "public_key", "address", "preshared_key", "allowed_ips"}
+_PEER_KEYS = {"name", "public_key", "address", "address6", "preshared_key", "allowed_ips"}
 _PROVIDER_KEYS = {"name", "config", "server", "port", "proto", "username", "password", "dns_upstreams"}
-_CLASS_KEYS = {"range", "exit"}
+_CLASS_KEYS = {"range", "range6", "exit"}
 _RECORD_KEYS = {"name", "address"}
 
 
@@ -257,7 +261,37 @@ def _settings(settings, errors):
     }
 
 
-def _peers(peers, subnet, iface, ranges, errors):
+def _address6(item, label, v6, exit_, errors):
+    """A peer's IPv6 address: in the IPv6 subnet, in a class with the same exit as its IPv4 address."""
+    value = item.get("address6")
+    if value in (None, ""):
+        return None
+    if v6 is None:
+        errors.append("%s: address6 needs splitroute_gateway_address6 (the gateway's IPv6 address)" % label)
+        return None
+    try:
+        addr = ipaddress.IPv6Address(str(value).split("/", maxsplit=1)[0])
+    except ValueError:
+        errors.append("%s: address6 must be an IPv6 address, got %r" % (label, value))
+        return None
+    subnet6 = v6["iface"].network
+    if addr not in subnet6:
+        errors.append("%s: address6 %s is outside the IPv6 peer subnet %s" % (label, addr, subnet6))
+    elif addr in (v6["iface"].ip, subnet6.network_address):
+        errors.append("%s: address6 %s is the gateway's or the subnet's own" % (label, addr))
+    else:
+        exit6 = next((e for net, e in v6["ranges"] if addr in net), None)
+        if exit6 is None:
+            errors.append("%s: address6 %s is in no address class (range6)" % (label, addr))
+        elif exit_ is not None and exit6 != exit_:
+            errors.append(
+                "%s: address6 %s is in a class with exit %s, its address in one with exit %s"
+                % (label, addr, exit6, exit_)
+            )
+    return addr
+
+
+def _peers(peers, subnet, iface, ranges, errors, v6=None):
     out_peers = []
     seen_names, seen_keys, seen_addrs = {}, {}, {}
     for index, item in enumerate(peers):
@@ -305,7 +339,7 @@ def _peers(peers, subnet, iface, ranges, errors):
                     else:
                         allowed.append(str(net))
         elif not managed:
-            allowed = ["0.0.0.0/0"]
+            allowed = ["0.0.0.0/0", "::/0"] if item.get("address6") not in (None, "") else ["0.0.0.0/0"]
         try:
             addr = ipaddress.IPv4Address(str(item.get("address")).split("/", maxsplit=1)[0])
         except ValueError:
@@ -323,18 +357,66 @@ def _peers(peers, subnet, iface, ranges, errors):
         if addr in seen_addrs:
             errors.append("%s: address %s is peer %s's too" % (label, addr, seen_addrs[addr]))
         seen_addrs[addr] = name
+        addr6 = _address6(item, label, v6, exit_, errors)
+        if addr6 is not None:
+            if addr6 in seen_addrs:
+                errors.append("%s: address6 %s is peer %s's too" % (label, addr6, seen_addrs[addr6]))
+            seen_addrs[addr6] = name
         out_peers.append(
             {
                 "name": name,
                 "public_key": key,
                 "preshared_key": psk,
                 "address": str(addr),
+                "address6": str(addr6) if addr6 is not None else None,
                 "exit": exit_,
                 "managed": managed,
                 "allowed_ips": allowed,
             }
         )
     return out_peers
+
+
+def _ipv6(settings, subnet, errors):
+    """The IPv6 side (None when splitroute_gateway_address6 is empty): the gateway's address and the veth network."""
+    value = settings.get("address6")
+    if value in (None, ""):
+        return None
+    try:
+        if "/" not in str(value):
+            raise ValueError
+        iface = ipaddress.IPv6Interface(str(value))
+    except ValueError:
+        errors.append("splitroute_gateway_address6 must be an IPv6 ADDRESS/PREFIX, got %r" % (value,))
+        return None
+    if iface.network.prefixlen > 120:
+        errors.append("splitroute_gateway_address6's prefix must be /120 or shorter")
+    veth = _net(settings.get("veth_network6", "fd00:255:255::/64"))
+    if veth is None or veth.version != 6 or veth.prefixlen > 126 or veth.overlaps(iface.network):
+        errors.append(
+            "splitroute_gateway_veth_network6 must be an IPv6 network (/126 or shorter) outside the peer subnet"
+        )
+        veth = None
+    return {"iface": iface, "veth_network": veth, "ranges": []}
+
+
+def _range6(item, label, exit_, v6, errors):
+    value = item.get("range6")
+    if value in (None, ""):
+        return
+    if v6 is None:
+        errors.append("%s: range6 needs splitroute_gateway_address6 (the gateway's IPv6 address)" % label)
+        return
+    net = _net(value)
+    if net is None or net.version != 6:
+        errors.append("%s: range6 must be an IPv6 network in CIDR form (host bits zero)" % label)
+        return
+    if not net.subnet_of(v6["iface"].network):
+        errors.append("%s: range6 %s is outside the IPv6 peer subnet %s" % (label, net, v6["iface"].network))
+    for other, _exit in v6["ranges"]:
+        if net.overlaps(other):
+            errors.append("%s: range6 %s overlaps range6 %s" % (label, net, other))
+    v6["ranges"].append((net, exit_))
 
 
 def gateway_plan(peers, classes, providers, settings):
@@ -348,6 +430,7 @@ def gateway_plan(peers, classes, providers, settings):
             "splitroute_gateway_address must be an IPv4 ADDRESS/PREFIX, got %r" % settings["address"]
         ) from None
     subnet = iface.network
+    v6 = _ipv6(settings, subnet, errors)
     table_base = int(settings.get("table_base", 200))
     priority_base = int(settings.get("priority_base", 2000))
     veth_net = _net(settings.get("veth_network", "10.255.255.0/24"))
@@ -391,8 +474,9 @@ def gateway_plan(peers, classes, providers, settings):
             if net.overlaps(other):
                 errors.append("%s: range overlaps class %s" % (label, other))
         ranges.append((net, exit_))
+        _range6(item, label, exit_, v6, errors)
 
-    out_peers = _peers(peers, subnet, iface, ranges, errors)
+    out_peers = _peers(peers, subnet, iface, ranges, errors, v6)
     endpoint = _endpoint(settings.get("endpoint"), errors, [p["name"] for p in out_peers if not p["managed"]])
 
     veths = list(veth_net.subnets(new_prefix=30)) if veth_net is not None and veth_net.prefixlen <= 30 else []
@@ -402,6 +486,11 @@ def gateway_plan(peers, classes, providers, settings):
         last = role["dns_port_base"] + len(prov) - 1
         if last > 65535 or role["dns_port_base"] <= 53 <= last:
             errors.append("splitroute_gateway_dns_port_base leaves no room for %d resolver ports" % len(prov))
+    veths6 = []
+    if v6 is not None and v6["veth_network"] is not None:
+        veths6 = list(itertools.islice(v6["veth_network"].subnets(new_prefix=126), len(prov)))
+        if len(prov) > len(veths6):
+            errors.append("splitroute_gateway_veth_network6 is too small for %d providers (a /126 each)" % len(prov))
     if errors:
         raise AnsibleFilterError("invalid gateway configuration:\n  - " + "\n  - ".join(errors))
 
@@ -421,12 +510,26 @@ def gateway_plan(peers, classes, providers, settings):
                 "dns_port": role["dns_port_base"] + index,
             }
         )
+        if v6 is not None:
+            hosts6 = list(veths6[index].hosts())
+            p.update(
+                {
+                    "veth_network6": str(veths6[index]),
+                    "host_address6": str(hosts6[0]),
+                    "ns_address6": str(hosts6[1]),
+                    "ranges6": [str(net) for net, e in v6["ranges"] if e == p["name"]],
+                }
+            )
     return {
         "address": str(iface),
         "ip": str(iface.ip),
         "subnet": str(subnet),
         "local_networks": local,
         "direct_ranges": [str(net) for net, e in ranges if e == "direct"],
+        "address6": str(v6["iface"]) if v6 else None,
+        "ip6": str(v6["iface"].ip) if v6 else None,
+        "subnet6": str(v6["iface"].network) if v6 else None,
+        "direct_ranges6": [str(net) for net, e in v6["ranges"] if e == "direct"] if v6 else [],
         "peers": out_peers,
         "unmanaged": [p for p in out_peers if not p["managed"]],
         "providers": prov,

@@ -27,6 +27,7 @@ GATEWAY = "gateway"
 DIRECT_PEER = ("peer1", "10.4.0.10")
 VPN_PEER = ("peer2", "10.4.0.130")
 PHONE = ("phone", "10.4.0.140")
+VPN_PEER6 = "fd10:4::1130"
 PHONE_HOST = "client2"
 PEER_FILES = ROOT / ".cache" / "molecule-gateway-peers" / GATEWAY
 DNS_SERVER = "198.51.100.253"
@@ -37,9 +38,10 @@ def exits(lab):
     return {"direct": lab.hostvars[GATEWAY]["lab_exit"], "vpn": lab.hostvars["provider"]["lab_exit"]}
 
 
-def echo(lab, host, target, max_time=5):
+def echo(lab, host, target, max_time=5, family=4):
     """The address the echo service saw for a request from HOST, or None when it timed out."""
-    result = lab.host(host).run("curl -4 --silent --max-time %d http://%s/" % (max_time, target))
+    url = "http://[%s]/" % target if ":" in target else "http://%s/" % target
+    result = lab.host(host).run("curl -%d --silent --max-time %d %s" % (family, max_time, url))
     return result.stdout.strip() if result.rc == 0 else None
 
 
@@ -72,22 +74,25 @@ def dns_names(packets):
     return [p for p in parse_packets(packets) if 53 in (p.sport, p.dport)]
 
 
-def wait_for(lab, host, target, expected, tries=40):
+def wait_for(lab, host, target, expected, tries=40, family=4):
     for _attempt in range(tries):
-        if echo(lab, host, target, max_time=2) == expected:
+        if echo(lab, host, target, max_time=2, family=family) == expected:
             return True
         time.sleep(0.5)
     return False
 
 
-@pytest.mark.parametrize("name", ["www.example.net", "198.51.100.212"])
-def test_direct_class_exits_by_the_gateway(lab, exits, name):
-    assert echo(lab, DIRECT_PEER[0], name) == exits["direct"]["ipv4"]
+TARGETS = [("www.example.net", 4), ("198.51.100.212", 4), ("www.example.net", 6), ("2001:db8:100::12", 6)]
 
 
-@pytest.mark.parametrize("name", ["www.example.net", "198.51.100.212"])
-def test_vpn_class_exits_by_the_provider(lab, exits, name):
-    assert echo(lab, VPN_PEER[0], name) == exits["vpn"]["ipv4"]
+@pytest.mark.parametrize(("name", "family"), TARGETS)
+def test_direct_class_exits_by_the_gateway(lab, exits, name, family):
+    assert echo(lab, DIRECT_PEER[0], name, family=family) == exits["direct"]["ipv%d" % family]
+
+
+@pytest.mark.parametrize(("name", "family"), TARGETS)
+def test_vpn_class_exits_by_the_provider(lab, exits, name, family):
+    assert echo(lab, VPN_PEER[0], name, family=family) == exits["vpn"]["ipv%d" % family]
 
 
 def test_peer_to_peer_stays_on_the_wireguard_interface(lab):
@@ -162,14 +167,20 @@ def test_vpn_class_fails_closed_when_openvpn_stops(lab, exits):
         packets = []
         with lab.capture(GATEWAY, "wan", packets):
             assert echo(lab, VPN_PEER[0], "198.51.100.213", max_time=3) is None
+            assert echo(lab, VPN_PEER[0], "2001:db8:100::13", max_time=3, family=6) is None
             assert echo(lab, DIRECT_PEER[0], "198.51.100.211") == exits["direct"]["ipv4"]
+            assert echo(lab, DIRECT_PEER[0], "2001:db8:100::11", family=6) == exits["direct"]["ipv6"]
         parsed = parse_packets(packets)
-        leaked = [p for p in parsed if p.dst == "198.51.100.213" or p.src == VPN_PEER[1]]
+        leaked = [
+            p for p in parsed if p.dst in ("198.51.100.213", "2001:db8:100::13") or p.src in (VPN_PEER[1], VPN_PEER6)
+        ]
         assert not leaked, leaked
         assert any(p.dst == "198.51.100.211" for p in parsed), "the control request did not cross the uplink"
+        assert any(p.dst == "2001:db8:100::11" for p in parsed), "the IPv6 control request did not cross the uplink"
     finally:
         gateway.check_output("systemctl start splitroute-gateway-openvpn@provider.service")
     assert wait_for(lab, VPN_PEER[0], "198.51.100.213", exits["vpn"]["ipv4"])
+    assert wait_for(lab, VPN_PEER[0], "2001:db8:100::13", exits["vpn"]["ipv6"], family=6)
 
 
 def test_vpn_class_fails_closed_when_the_namespace_is_gone(lab, exits):
@@ -183,6 +194,8 @@ def test_vpn_class_fails_closed_when_the_namespace_is_gone(lab, exits):
         leaked = [p for p in parse_packets(packets) if p.dst == "198.51.100.213" or p.src == VPN_PEER[1]]
         assert not leaked, leaked
         assert "blackhole default" in gateway.check_output("ip route show table 200")
+        assert "blackhole default" in gateway.check_output("ip -6 route show table 200")
+        assert echo(lab, VPN_PEER[0], "2001:db8:100::13", max_time=3, family=6) is None
     finally:
         # the boot unit rebuilds the namespace, as at boot; OpenVPN follows it
         gateway.check_output("systemctl restart splitroute-gateway.service")
@@ -268,10 +281,10 @@ def test_an_unmanaged_peer_gets_a_working_client_configuration(lab, exits):
     gateway_key = lab.host(GATEWAY).check_output("wg show wg0 public-key")
     assert "PublicKey = %s\n" % gateway_key in text
     for line in (
-        "Address = 10.4.0.140/32",
+        "Address = 10.4.0.140/32, fd10:4::1140/128",
         "DNS = 10.4.0.1",
         "Endpoint = 198.51.100.40:51820",
-        "AllowedIPs = 0.0.0.0/0",
+        "AllowedIPs = 0.0.0.0/0, ::/0",
     ):
         assert line + "\n" in text, line
     # the gateway knows the phone by the public key of the controller's private key
@@ -292,9 +305,9 @@ def test_an_unmanaged_peer_gets_a_working_client_configuration(lab, exits):
         assert host.check_output("cat /etc/resolv.conf").split() == ["nameserver", "10.4.0.1"]
         assert wait_for(lab, PHONE_HOST, "198.51.100.211", exits["vpn"]["ipv4"])
         # by name, through the gateway's resolver for its class, and out through the provider
-        assert (
-            host.check_output("curl -4 --silent --max-time 5 http://api.example.net/").strip() == exits["vpn"]["ipv4"]
-        )
+        for family in (4, 6):
+            answer = host.check_output("curl -%d --silent --max-time 5 http://api.example.net/" % family).strip()
+            assert answer == exits["vpn"]["ipv%d" % family]
     finally:
         host.run("wg-quick down phone")
         host.run("rm -f /etc/wireguard/phone.conf /usr/local/sbin/resolvconf")
@@ -375,35 +388,52 @@ def test_after_a_restart_the_chain_comes_back_with_no_ansible_run(lab, exits):
         "wg-quick@wg0.service",
     ):
         assert gateway.run("systemctl is-active %s" % unit).stdout.strip() == "active", unit
-    assert gateway.check_output("cat /proc/sys/net/ipv4/ip_forward") == "1"
+    forwarding = "cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv6/conf/all/forwarding"
+    assert gateway.check_output(forwarding).split() == ["1", "1"]
     assert "srgw-provider" in gateway.check_output("ip netns list")
     assert "tun0" in gateway.check_output("ip -n srgw-provider -br link")
     assert len(gateway.check_output("wg show wg0 peers").split()) == 3
-    rules = gateway.check_output("ip rule show")
-    for rule in ("from 10.4.0.128/25 lookup 200", "from 10.255.255.1 lookup 200", "to 10.4.0.0/24 lookup main"):
+    rules = gateway.check_output("ip rule show; ip -6 rule show")
+    for rule in (
+        "from 10.4.0.128/25 lookup 200",
+        "from 10.255.255.1 lookup 200",
+        "to 10.4.0.0/24 lookup main",
+        "from fd10:4::1000/116 lookup 200",
+    ):
         assert rule in rules, rules
     table = gateway.check_output("ip route show table 200")
     assert "default via 10.255.255.2 dev srgw-provider" in table
     assert "blackhole default" in table
     assert gateway.run("journalctl -b | grep -i 'ordering cycle'").rc != 0
     assert dig(lab, VPN_PEER[0], "v4only.example.com") == ("NOERROR", ["198.51.100.212"])
-    assert echo(lab, DIRECT_PEER[0], "198.51.100.212") == exits["direct"]["ipv4"]
-    print("gateway restart: traffic through the provider again after %.1f s" % elapsed)
+    assert echo(lab, VPN_PEER[0], "2001:db8:100::13", family=6) == exits["vpn"]["ipv6"]
+    assert "blackhole default" in gateway.check_output("ip -6 route show table 200")
+    # an idle peer's WireGuard session is renewed by its next packets (handshake retries every 5 s)
+    assert wait_for(lab, DIRECT_PEER[0], "198.51.100.212", exits["direct"]["ipv4"])
+    # the figure for the README (pytest captures print when molecule runs the tests)
+    timing = ROOT / ".cache" / "molecule-gateway-restart.txt"
+    timing.write_text("podman restart of the gateway: traffic through the provider again after %.1f s\n" % elapsed)
 
 
 def test_state_absent_leaves_nothing_behind(lab, exits):
     """And puts back what prepare.yml left: forwarding off, the distribution's dnsmasq service running."""
     gateway = lab.host(GATEWAY)
     original = json.loads(gateway.check_output("cat /var/lib/splitroute-gateway/original.json"))
-    assert original == {"net.ipv4.ip_forward": "0", "dnsmasq.service": {"state": "running", "status": "enabled"}}
+    assert original == {
+        "net.ipv4.ip_forward": "0",
+        "net.ipv6.conf.all.forwarding": "0",
+        "dnsmasq.service": {"state": "running", "status": "enabled"},
+    }
     assert gateway.run("systemctl is-active dnsmasq.service").stdout.strip() != "active"
     try:
         rc, out = playbook({"splitroute_gateway_state": "absent"})
         assert rc == 0, failures(out)
         assert gateway.check_output("cat /proc/sys/net/ipv4/ip_forward") == "0"
+        assert gateway.check_output("cat /proc/sys/net/ipv6/conf/all/forwarding") == "0"
+        assert gateway.check_output("ip -6 route show table 200") == ""
         assert gateway.run("systemctl is-active dnsmasq.service").stdout.strip() == "active"
         assert gateway.run("systemctl is-enabled dnsmasq.service").stdout.strip() == "enabled"
-        rules = gateway.check_output("ip rule show")
+        rules = gateway.check_output("ip rule show; ip -6 rule show")
         assert not [line for line in rules.splitlines() if line.split(":")[0].strip().startswith(("20", "21"))]
         assert gateway.check_output("ip route show table 200") == ""
         assert "srgw-provider" not in gateway.check_output("ip netns list")
@@ -440,4 +470,5 @@ def test_state_absent_leaves_nothing_behind(lab, exits):
     assert wait_for(lab, DIRECT_PEER[0], "198.51.100.212", exits["direct"]["ipv4"])
     # applied again: the distribution's resolver is stopped again, forwarding is on
     assert gateway.run("systemctl is-active dnsmasq.service").stdout.strip() != "active"
-    assert gateway.check_output("cat /proc/sys/net/ipv4/ip_forward") == "1"
+    forwarding = "cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv6/conf/all/forwarding"
+    assert gateway.check_output(forwarding).split() == ["1", "1"]

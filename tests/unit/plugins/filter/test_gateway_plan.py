@@ -266,3 +266,87 @@ def test_pubkey_never_echoes_a_bad_key():
 
 def test_the_filters_are_exported():
     assert set(FilterModule().filters()) == {"gateway_plan", "gateway_genkey", "gateway_pubkey"}
+
+
+SETTINGS6 = dict(SETTINGS, address6="fd10:4::1/64", veth_network6="fd00:255:255::/64")
+CLASSES6 = [
+    {"range": "10.4.0.0/25", "range6": "fd10:4::/116", "exit": "direct"},
+    {"range": "10.4.0.128/25", "range6": "fd10:4::1000/116", "exit": "provider"},
+]
+
+
+def test_ipv6_follows_the_same_classes():
+    peers = [
+        dict(PEERS[0], address6="fd10:4::10"),
+        dict(PEERS[1], address6="fd10:4::1130"),
+        {"name": "phone", "address": "10.4.0.140", "address6": "fd10:4::1140"},
+    ]
+    result = plan(peers=peers, classes=CLASSES6, settings=dict(SETTINGS6, endpoint="198.51.100.40"))
+    assert (result["address6"], result["ip6"], result["subnet6"]) == ("fd10:4::1/64", "fd10:4::1", "fd10:4::/64")
+    assert result["direct_ranges6"] == ["fd10:4::/116"]
+    provider = result["providers"][0]
+    assert provider["ranges6"] == ["fd10:4::1000/116"]
+    assert (provider["host_address6"], provider["ns_address6"]) == ("fd00:255:255::1", "fd00:255:255::2")
+    by_name = {p["name"]: p for p in result["peers"]}
+    assert by_name["peer2"]["address6"] == "fd10:4::1130"
+    assert by_name["phone"]["allowed_ips"] == ["0.0.0.0/0", "::/0"]
+
+
+def test_ipv6_is_off_without_address6():
+    result = plan()
+    assert (result["address6"], result["direct_ranges6"]) == (None, [])
+    assert "host_address6" not in result["providers"][0]
+    assert result["peers"][0]["address6"] is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"classes": CLASSES6}, "class 10.4.0.0/25: range6 needs splitroute_gateway_address6"),
+        ({"peers": [dict(PEERS[0], address6="fd10:4::10")]}, "peer peer1: address6 needs splitroute_gateway_address6"),
+        (
+            {"settings": dict(SETTINGS6, address6="fd10:4::1")},
+            "splitroute_gateway_address6 must be an IPv6 ADDRESS/PREFIX",
+        ),
+        ({"settings": dict(SETTINGS6, address6="10.4.0.1/24")}, "splitroute_gateway_address6 must be an IPv6"),
+        (
+            {"settings": dict(SETTINGS6, veth_network6="fd10:4::/64"), "classes": CLASSES6},
+            "splitroute_gateway_veth_network6 must be an IPv6 network",
+        ),
+        (
+            {"classes": [dict(CLASSES6[0], range6="fd10:5::/116"), CLASSES6[1]], "settings": SETTINGS6},
+            "range6 fd10:5::/116 is outside the IPv6 peer subnet fd10:4::/64",
+        ),
+        (
+            {"classes": [dict(CLASSES6[0], range6="fd10:4::/64"), CLASSES6[1]], "settings": SETTINGS6},
+            "range6 fd10:4::1000/116 overlaps range6 fd10:4::/64",
+        ),
+        (
+            {"peers": [dict(PEERS[0], address6="fd10:4::1010")], "classes": CLASSES6, "settings": SETTINGS6},
+            "peer peer1: address6 fd10:4::1010 is in a class with exit provider, its address in one with exit direct",
+        ),
+        (
+            {"peers": [dict(PEERS[0], address6="fd10:9::10")], "classes": CLASSES6, "settings": SETTINGS6},
+            "peer peer1: address6 fd10:9::10 is outside the IPv6 peer subnet fd10:4::/64",
+        ),
+        (
+            {"peers": [dict(PEERS[0], address6="fd10:4::10")], "settings": SETTINGS6},
+            "peer peer1: address6 fd10:4::10 is in no address class (range6)",
+        ),
+        (
+            {
+                "peers": [
+                    dict(PEERS[0], address6="fd10:4::10"),
+                    dict(PEERS[1], address="10.4.0.11", address6="fd10:4::10"),
+                ],
+                "classes": CLASSES6,
+                "settings": SETTINGS6,
+            },
+            "peer peer2: address6 fd10:4::10 is peer peer1's too",
+        ),
+    ],
+)
+def test_bad_ipv6_input_is_one_clear_error(kwargs, message):
+    with pytest.raises(AnsibleFilterError) as err:
+        plan(**kwargs)
+    assert message in str(err.value)
