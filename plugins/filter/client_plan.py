@@ -55,8 +55,8 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.splitroute.vpn.plugins.module_utils._dnsmasq import InputError, normalize_domain
 from ansible_collections.splitroute.vpn.plugins.module_utils._validate import check_ifname, check_program
 
-_ENDPOINT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})$")
-_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_ENDPOINT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})\Z")
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
 _KNOWN = {
     "name", "address", "private_key", "peer", "mtu", "dns", "domains", "domain_files", "networks",
     "users", "ports", "fwmark", "table", "priority", "back_port",

@@ -81,10 +81,10 @@ except ImportError:
 
 from ansible_collections.splitroute.vpn.plugins.module_utils._validate import check_ifname, check_program
 
-_NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
-_PEER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_NAME = re.compile(r"^[a-z][a-z0-9]{0,9}\Z")
+_PEER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-_DNS_NAME = re.compile(r"^(?=.{1,253}\.?$)%s(?:\.%s)*\.?$" % (_LABEL, _LABEL))
+_DNS_NAME = re.compile(r"^(?=.{1,253}\.?\Z)%s(?:\.%s)*\.?\Z" % (_LABEL, _LABEL))
 _PEER_KEYS = {"name", "public_key", "address", "address6", "preshared_key", "allowed_ips"}
 _PROVIDER_KEYS = {"name", "config", "server", "port", "proto", "username", "password", "dns_upstreams"}
 _CLASS_KEYS = {"range", "range6", "exit"}

@@ -58,8 +58,8 @@ RESOLV_MODE = 0o644
 DIR_MODE = 0o755
 MAX_NAMESERVERS = 3  # glibc reads at most three
 
-_SYSCTL_COMPONENT = re.compile(r"^[A-Za-z0-9_/:+-]+$")
-_RESOLV_WORD = re.compile(r"^[^\s#;]+$")
+_SYSCTL_COMPONENT = re.compile(r"^[A-Za-z0-9_/:+-]+\Z")
+_RESOLV_WORD = re.compile(r"^[^\s#;]+\Z")
 
 
 @functools.cache

@@ -18,7 +18,7 @@ except ImportError:  # the nft binary in JSON mode is used instead
 
 FAMILIES = ("inet", "ip", "ip6", "bridge", "netdev")
 _TIME_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-_TIME_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_TIME_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?\Z")
 
 
 class NftError(Exception):

@@ -21,9 +21,9 @@ from ansible_collections.splitroute.vpn.plugins.module_utils._validate import ch
 ELEMENT_TYPES = ("ipv4_addr", "ipv6_addr", "ether_addr", "inet_service", "inet_proto", "mark", "ifname")
 FLAGS = ("interval", "timeout", "constant", "dynamic")
 ELEMENT_STATES = ("merged", "replaced", "overridden", "deleted")
-_MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
-_IFNAME = re.compile(r"^[A-Za-z0-9_.:+*-]{1,16}$")
-_COMMENT_OK = re.compile(r"^[^\x00-\x1f\x7f\"\\]{0,128}$")
+_MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}\Z")
+_IFNAME = re.compile(r"^[A-Za-z0-9_.:+*-]{1,16}\Z")
+_COMMENT_OK = re.compile(r"^[^\x00-\x1f\x7f\"\\]{0,128}\Z")
 _LIMITS = {"inet_service": 65535, "inet_proto": 255, "mark": 0xFFFFFFFF}
 _AF = {"ipv4_addr": (socket.AF_INET, 32), "ipv6_addr": (socket.AF_INET6, 128)}
 

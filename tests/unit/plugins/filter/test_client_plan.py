@@ -57,6 +57,9 @@ def test_second_tunnel_is_numbered_after_the_first():
         ([tunnel(name="a-very-long-interface")], {}, {}, "name"),
         ([tunnel(networks=["10.0.0.1/8"])], {}, {}, "host bits set"),
         ([tunnel(users=["bad user"])], {}, {}, "bad user"),
+        # a trailing newline would end the line it is written into
+        ([tunnel(users=["tunneluser\n"])], {}, {}, "tunneluser"),
+        ([tunnel(peer={"public_key": KEY, "endpoint": "198.51.100.20:51820\n"})], {}, {}, "peer.endpoint"),
         ([tunnel(ports=[{"proto": "icmp", "port": 1}])], {}, {}, "proto tcp or udp"),
         ([tunnel(), tunnel(name="wg1", domains=["example.com"])], {}, {}, "listed for tunnels wg0 and wg1"),
         ([tunnel(), tunnel(name="wg1", table=100, domains=[])], {}, {}, "share table 100"),

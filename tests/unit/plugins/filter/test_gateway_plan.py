@@ -350,3 +350,18 @@ def test_bad_ipv6_input_is_one_clear_error(kwargs, message):
     with pytest.raises(AnsibleFilterError) as err:
         plan(**kwargs)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"providers": [dict(PROVIDERS[0], name="provider\n")]}, "name must be"),
+        ({"peers": [dict(PEERS[0], name="peer1\n"), PEERS[1]]}, "name must be"),
+        ({"settings": dict(SETTINGS, dns_records=[{"name": "vault.lan\n", "address": "10.4.0.7"}])}, "vault.lan"),
+    ],
+)
+def test_a_trailing_newline_is_refused(kwargs, message):
+    """`$` also matches before a final newline; the names end up in unit, file and config lines."""
+    with pytest.raises(AnsibleFilterError) as err:
+        plan(**kwargs)
+    assert message in str(err.value)
