@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +24,9 @@ import testinfra
 import yaml
 
 INVENTORY = Path(__file__).resolve().parents[2] / "inventories" / "lab" / "hosts.yml"
+sys.path.insert(0, str(INVENTORY.parents[2] / "lab"))
+
+import exits  # noqa: E402  (lab/exits.py: the demo table's exit labels)
 
 
 class Lab:
@@ -68,13 +72,9 @@ class Lab:
         raise LookupError(f"no exit for {name}")
 
     def exit_labels(self) -> dict[str, str]:
-        """Every egress address of the lab mapped to its label."""
-        labels = {}
-        for hostvars in self.hostvars.values():
-            if "lab_exit" in hostvars:
-                labels[hostvars["lab_exit"]["ipv4"]] = hostvars["lab_exit"]["label"]
-                labels[hostvars["lab_exit"]["ipv6"]] = hostvars["lab_exit"]["label"]
-        return labels
+        """Every egress address of the lab mapped to its label (lab_exit and lab_exits), as
+        the demo table reads them (lab/exits.py)."""
+        return exits.exit_labels(self.hostvars)
 
     def wan_address(self, name: str, family: int) -> str:
         """A host's address on the wan network."""

@@ -13,17 +13,14 @@ endpoint's interfaces show which tunnel a packet came through.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import tempfile
 import time
 import uuid
-from functools import cache
 from pathlib import Path
 
 import pytest
-from conftest import INVENTORY, failures, in_network, parse_packets
 from conftest import changed_tasks as lab_changed_tasks
+from conftest import failures, in_network, parse_packets, run_playbook
 
 ROOT = Path(__file__).resolve().parents[3]
 CONVERGE = ROOT / "molecule" / "client" / "converge.yml"
@@ -64,32 +61,10 @@ def echo(lab, name, family, user=None, max_time=5):
     return result.stdout.strip() if result.rc == 0 else None
 
 
-@cache
-def _inventory() -> Path:
-    """The lab inventory as molecule sees it: hosts.yml linked alone.
-
-    Next to inventories/lab/hosts.yml, group_vars/ and host_vars/ belong to
-    playbooks/site.yml (a `gw` tunnel and its domain lists); the scenario's
-    converge must not pick them up when a test runs it again.
-    """
-    directory = Path(tempfile.mkdtemp(prefix="srtest-client-inventory-"))
-    (directory / "hosts.yml").symlink_to(INVENTORY)
-    return directory
-
-
 def playbook(*extra, check=False):
-    """Run the scenario's converge (extra vars, check mode); return (exit status, JSON result)."""
-    cmd = ["ansible-playbook", "-i", str(_inventory()), str(CONVERGE)]
-    for item in extra:
-        cmd += ["-e", json.dumps(item)]
-    if check:
-        cmd += ["--check", "--diff"]
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_NOCOLOR="1")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
-    try:
-        return proc.returncode, json.loads(proc.stdout)
-    except ValueError:
-        pytest.fail("ansible-playbook printed no JSON:\n%s\n%s" % (proc.stdout[-2000:], proc.stderr[-2000:]))
+    """Run the scenario's converge (extra vars, check mode) against hosts.yml alone, as
+    molecule does; return (exit status, JSON result)."""
+    return run_playbook(CONVERGE, *extra, check=check)
 
 
 def changed_tasks(out, host=CLIENT):

@@ -10,14 +10,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
-import sys
 from typing import NamedTuple
 
 import pytest
 from conftest import INVENTORY, Lab, in_network, parse_packets
-
-sys.path.insert(0, str(INVENTORY.parents[2] / "lab"))
-from exits import exit_labels  # lab/exits.py, the demo's exit table
 
 LAB = Lab(INVENTORY)
 FAMILIES = [4, 6]
@@ -98,7 +94,7 @@ def test_exits_are_distinct() -> None:
 @pytest.mark.parametrize("egress", [e for h in LAB.groups["lab"] for e in _exits(h)], ids=lambda e: e["label"])
 def test_exit_labels_as_the_demo_reads_them(egress: dict) -> None:
     """lab/exits.py maps every egress address to its label, lab_exits included."""
-    labels = exit_labels(LAB.hostvars)
+    labels = LAB.exit_labels()
     assert labels[egress["ipv4"]] == labels[egress["ipv6"]] == egress["label"]
 
 

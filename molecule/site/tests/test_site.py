@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from conftest import INVENTORY, changed_tasks, failures, parse_packets, run_playbook
+from lablib import exits  # lab/exits.py: the demo table
 
 ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT / "lab"))
-
-import exits  # noqa: E402  (lab/exits.py: the demo table)
 
 SITE = ROOT / "playbooks" / "site.yml"
 REVERT = ROOT / "playbooks" / "revert.yml"
