@@ -27,7 +27,9 @@ options:
     type: dict
     default: {}
   settings:
-    description: Role-wide settings (set_timeout, max_cache_ttl, max_ttl, table_base, priority_base, back_port).
+    description:
+      - Role-wide settings (set_timeout, max_cache_ttl, max_ttl, table_base, priority_base, back_port, state).
+      - With state C(absent) the peers' keys are neither needed nor checked (they come back as null).
     type: dict
     required: true
 """
@@ -125,10 +127,12 @@ def _tunnel(index, raw, extra, settings):
     unknown = sorted(set(peer) - _PEER_KNOWN)
     if unknown:
         errors.append("unknown peer keys %s" % ", ".join(unknown))
+    # Removing a tunnel needs no key: the other side's may be gone already (revert.yml).
+    keys_needed = settings.get("state", "present") != "absent"
     plan["peer"] = {
-        "public_key": check(_key, peer.get("public_key"), "peer.public_key"),
+        "public_key": check(_key, peer.get("public_key"), "peer.public_key") if keys_needed else None,
         "preshared_key": check(_key, peer["preshared_key"], "peer.preshared_key")
-        if peer.get("preshared_key")
+        if peer.get("preshared_key") and keys_needed
         else None,
         "persistent_keepalive": (
             check(_int, peer["persistent_keepalive"], "peer.persistent_keepalive", 0, 65535)

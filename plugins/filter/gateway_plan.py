@@ -46,7 +46,8 @@ options:
     description:
       - Role-wide settings - address, table_base, priority_base, veth_network, local_networks, wireguard_userspace,
         interface, uplink, port, mtu, dns_upstreams, dns_records, dns_port_base, endpoint, endpoint_port, keepalive,
-        address6, veth_network6.
+        address6, veth_network6, state.
+      - With state C(absent) the peers' keys are neither needed nor checked (they come back as null).
     type: dict
     required: true
 """
@@ -291,7 +292,7 @@ def _address6(item, label, v6, exit_, errors):
     return addr
 
 
-def _peers(peers, subnet, iface, ranges, errors, v6=None):
+def _peers(peers, subnet, iface, ranges, errors, v6=None, keys_needed=True):
     out_peers = []
     seen_names, seen_keys, seen_addrs = {}, {}, {}
     for index, item in enumerate(peers):
@@ -312,6 +313,8 @@ def _peers(peers, subnet, iface, ranges, errors, v6=None):
         managed = key not in (None, "")
         if not managed:
             key = None
+        elif not keys_needed:
+            key = None  # state absent: removing the gateway needs no peer key
         elif not _key(key):
             errors.append("%s: public_key is not a WireGuard key (base64 of 32 bytes)" % label)
         elif key in seen_keys:
@@ -319,6 +322,8 @@ def _peers(peers, subnet, iface, ranges, errors, v6=None):
         else:
             seen_keys[key] = name
         psk = item.get("preshared_key") or ""
+        if not keys_needed:
+            psk = ""
         if psk and not _key(psk):
             errors.append("%s: preshared_key is not a WireGuard key" % label)
         allowed = []
@@ -476,7 +481,8 @@ def gateway_plan(peers, classes, providers, settings):
         ranges.append((net, exit_))
         _range6(item, label, exit_, v6, errors)
 
-    out_peers = _peers(peers, subnet, iface, ranges, errors, v6)
+    keys_needed = settings.get("state", "present") != "absent"
+    out_peers = _peers(peers, subnet, iface, ranges, errors, v6, keys_needed=keys_needed)
     endpoint = _endpoint(settings.get("endpoint"), errors, [p["name"] for p in out_peers if not p["managed"]])
 
     veths = list(veth_net.subnets(new_prefix=30)) if veth_net is not None and veth_net.prefixlen <= 30 else []

@@ -85,3 +85,13 @@ def test_bad_input_is_refused_with_a_clear_message(tunnels, extra, settings, mes
 def test_a_userspace_implementation_by_name_or_path_is_accepted():
     for value in ("", "wireguard-go", "/usr/local/bin/boringtun-cli"):
         assert client_plan([tunnel()], {}, dict(SETTINGS, wireguard_userspace=value))
+
+
+def test_removing_needs_no_peer_key():
+    """State absent (revert.yml): the gateway's key may be unknown, the plan still names the tunnels."""
+    unknown = tunnel(peer={"public_key": "unknown", "endpoint": "198.51.100.20:51820", "preshared_key": "x"})
+    with pytest.raises(AnsibleFilterError, match="not a WireGuard key"):
+        client_plan([unknown], {}, SETTINGS)
+    (plan,) = client_plan([unknown], {}, dict(SETTINGS, state="absent"))
+    assert (plan["name"], plan["table"], plan["priority"]) == ("wg0", 100, 1000)
+    assert plan["peer"]["public_key"] is None and plan["peer"]["preshared_key"] is None

@@ -365,3 +365,16 @@ def test_a_trailing_newline_is_refused(kwargs, message):
     with pytest.raises(AnsibleFilterError) as err:
         plan(**kwargs)
     assert message in str(err.value)
+
+
+def test_removing_needs_no_peer_key():
+    """State absent (revert.yml): a client that has no key (yet, or any more) does not stop the removal."""
+    peers = [dict(PEERS[0], public_key="unknown"), dict(PEERS[1], preshared_key="x")]
+    with pytest.raises(AnsibleFilterError, match="not a WireGuard key"):
+        plan(peers=peers)
+    result = plan(peers=peers, settings=dict(SETTINGS, state="absent"))
+    assert [(p["name"], p["public_key"], bool(p["preshared_key"])) for p in result["peers"]] == [
+        ("peer1", None, False),
+        ("peer2", None, False),
+    ]
+    assert result["providers"][0]["table"] == 200
