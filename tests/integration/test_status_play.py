@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_text import parse_metrics  # tests/prometheus_text.py
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -46,9 +47,6 @@ table inet splitroute {
 """
 V4_ELEMENTS = ["198.51.100.%d" % i for i in range(10, 15)]
 V6_ELEMENTS = ["2001:db8::10", "2001:db8::11"]
-
-SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*)\} (-?\d+)$')
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"')
 
 
 class Box:
@@ -128,31 +126,6 @@ def playbook(box, textfile, check=False):
         task["hosts"]["localhost"]["msg"] for task in out["plays"][0]["tasks"] if task["task"]["name"] == "Report"
     )
     return lines, proc.stdout
-
-
-def parse_metrics(text):
-    """Strict reading of the text format: HELP and TYPE once, before a family's samples; no duplicates."""
-    assert text.endswith("\n")
-    samples, declared = {}, {}
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            name = line.split(" ")[2]
-            assert name not in declared, "family %s declared twice" % name
-            declared[name] = None
-            continue
-        if line.startswith("# TYPE "):
-            _hash, _type, name, kind = line.split(" ")
-            assert name in declared and declared[name] is None and kind in ("gauge", "counter"), line
-            declared[name] = kind
-            continue
-        match = SAMPLE.match(line)
-        assert match, "not a sample line: %r" % line
-        assert declared.get(match.group(1)), "sample before its TYPE: %r" % line
-        labels = frozenset(LABEL.findall(match.group(2)))
-        key = (match.group(1), labels)
-        assert key not in samples, "duplicate series %r" % line
-        samples[key] = int(match.group(3))
-    return samples
 
 
 def metric(samples, which, **labels):

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 import time
 from pathlib import Path
 
 import pytest
 from ansible.errors import AnsibleFilterError
+from prometheus_text import parse_metrics  # tests/prometheus_text.py
 
 from ansible_collections.splitroute.vpn.plugins.filter.status_report import FilterModule, parse_wg_dump, status_report
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "status"
-SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*)\} (-?\d+)$')
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"')
 PRIVATE = "kPD5UOb8RV6c0OLEkbGWxUg0mmVrqOpRAexDcHxvV0M="
 PSK = "Zb2B/gFh7cNPTkc7bqHj1IFSmXW6dTVNvJuKMEQ0AE0="
 
@@ -43,30 +41,6 @@ def fixture_set_sizes(name):
     """Element counts straight from the fixture's nft JSON."""
     data = json.loads(load(name)["nft_client"]["stdout"])
     return {i["set"]["name"]: len(i["set"].get("elem", [])) for i in data["nftables"] if "set" in i}
-
-
-def parse_metrics(text):
-    """Strict reading of the text format: HELP and TYPE once, before a family's samples; no duplicate series."""
-    assert text.endswith("\n")
-    samples, declared = {}, {}
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            name = line.split(" ")[2]
-            assert name not in declared, "family %s declared twice" % name
-            declared[name] = None
-            continue
-        if line.startswith("# TYPE "):
-            _hash, _type, name, kind = line.split(" ")
-            assert name in declared and declared[name] is None and kind in ("gauge", "counter"), line
-            declared[name] = kind
-            continue
-        match = SAMPLE.match(line)
-        assert match, "not a sample line: %r" % line
-        assert declared.get(match.group(1)), "sample before its TYPE: %r" % line
-        key = (match.group(1), frozenset(LABEL.findall(match.group(2))))
-        assert key not in samples, "duplicate series %r" % line
-        samples[key] = int(match.group(3))
-    return samples
 
 
 def metric(samples, which, **labels):

@@ -1,0 +1,33 @@
+"""Strict reading of Prometheus' text format (node-exporter's textfile collector), shared by
+the status filter's unit tests and the status playbook's integration test."""
+
+from __future__ import annotations
+
+import re
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*)\} (-?\d+)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"')
+
+
+def parse_metrics(text):
+    """Strict reading of the text format: HELP and TYPE once, before a family's samples; no duplicate series."""
+    assert text.endswith("\n")
+    samples, declared = {}, {}
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name = line.split(" ")[2]
+            assert name not in declared, "family %s declared twice" % name
+            declared[name] = None
+            continue
+        if line.startswith("# TYPE "):
+            _hash, _type, name, kind = line.split(" ")
+            assert name in declared and declared[name] is None and kind in ("gauge", "counter"), line
+            declared[name] = kind
+            continue
+        match = SAMPLE.match(line)
+        assert match, "not a sample line: %r" % line
+        assert declared.get(match.group(1)), "sample before its TYPE: %r" % line
+        key = (match.group(1), frozenset(LABEL.findall(match.group(2))))
+        assert key not in samples, "duplicate series %r" % line
+        samples[key] = int(match.group(3))
+    return samples
