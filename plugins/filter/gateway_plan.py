@@ -132,23 +132,31 @@ def _addresses(raw, what, errors, version=None):
     return out
 
 
-def _providers(raw, dns_upstreams, errors):
-    out = []
+def _entries(raw, kind, known, name_re, name_rule, errors):
+    """Yield (index, item, name, label) for each dict of RAW, noting what is not a dict, unknown
+    keys, a name that breaks NAME_RULE and a name used twice."""
     seen = set()
     for index, item in enumerate(raw):
         if not isinstance(item, dict):
-            errors.append("provider #%d is not a dict" % index)
+            errors.append("%s #%d is not a dict" % (kind, index))
             continue
         name = item.get("name")
-        label = "provider %s" % (name if isinstance(name, str) else "#%d" % index)
-        unknown = sorted(set(item) - _PROVIDER_KEYS)
+        label = "%s %s" % (kind, name if isinstance(name, str) else "#%d" % index)
+        unknown = sorted(set(item) - known)
         if unknown:
             errors.append("%s: unknown keys %s" % (label, ", ".join(unknown)))
-        if not isinstance(name, str) or not _NAME.match(name):
-            errors.append("%s: name must be 1-10 lowercase letters or digits, starting with a letter" % label)
+        if not isinstance(name, str) or not name_re.match(name):
+            errors.append("%s: %s" % (label, name_rule))
         elif name in seen:
             errors.append("%s: name used twice" % label)
         seen.add(name)
+        yield index, item, name, label
+
+
+def _providers(raw, dns_upstreams, errors):
+    out = []
+    names = "name must be 1-10 lowercase letters or digits, starting with a letter"
+    for index, item, name, label in _entries(raw, "provider", _PROVIDER_KEYS, _NAME, names, errors):
         try:
             server = ipaddress.IPv4Address(str(item.get("server")))
         except ValueError:
@@ -294,21 +302,9 @@ def _address6(item, label, v6, exit_, errors):
 
 def _peers(peers, subnet, iface, ranges, errors, v6=None, keys_needed=True):
     out_peers = []
-    seen_names, seen_keys, seen_addrs = {}, {}, {}
-    for index, item in enumerate(peers):
-        if not isinstance(item, dict):
-            errors.append("peer #%d is not a dict" % index)
-            continue
-        name = item.get("name")
-        label = "peer %s" % (name if isinstance(name, str) else "#%d" % index)
-        unknown = sorted(set(item) - _PEER_KEYS)
-        if unknown:
-            errors.append("%s: unknown keys %s" % (label, ", ".join(unknown)))
-        if not isinstance(name, str) or not _PEER_NAME.match(name):
-            errors.append("%s: name must be letters, digits, '.', '_' or '-'" % label)
-        elif name in seen_names:
-            errors.append("%s: name used twice" % label)
-        seen_names[name] = True
+    seen_keys, seen_addrs = {}, {}
+    names = "name must be letters, digits, '.', '_' or '-'"
+    for _index, item, name, label in _entries(peers, "peer", _PEER_KEYS, _PEER_NAME, names, errors):
         key = item.get("public_key")
         managed = key not in (None, "")
         if not managed:
