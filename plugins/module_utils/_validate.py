@@ -41,33 +41,113 @@ def check_nft_name(name, what="nftables name"):
     return None
 
 
+# ---------------------------------------------------------------------------
+# Addresses: the one parser of the collection. Python's ipaddress accepts an
+# IPv6 scope id after "%" (fd00::1%x) and the scope id may hold anything, a
+# newline included: every address that reaches a file or a command line goes
+# through these functions, which refuse any scope id (and any value that is not
+# a string or an ipaddress object, so a list or a number is not str()-ed into
+# something that parses).
+
+_ADDRESS_TYPES = (
+    ipaddress.IPv4Address,
+    ipaddress.IPv6Address,
+    ipaddress.IPv4Network,
+    ipaddress.IPv6Network,
+    ipaddress.IPv4Interface,
+    ipaddress.IPv6Interface,
+)
+
+
+def _address_text(value, what):
+    """The text of an address-like VALUE, or (None, error)."""
+    if isinstance(value, _ADDRESS_TYPES):
+        if getattr(value, "scope_id", None):
+            return None, "%s %r is invalid: a scope id (%%...) is not allowed here" % (what, str(value))
+        return str(value), None
+    if isinstance(value, bool) or not isinstance(value, str):
+        return None, "%s must be a string, not %s" % (what, type(value).__name__)
+    if "%" in value:
+        return None, "%s %r is invalid: a scope id (%%...) is not allowed here" % (what, value)
+    if not value or value != value.strip() or any(ord(c) < 33 or ord(c) == 127 for c in value):
+        return None, "%s %r is invalid: an address has no spaces or control characters" % (what, value)
+    return value, None
+
+
+def _version_error(obj, version, what, value, kind):
+    if version is not None and obj.version != version:
+        return "%s %r is not an IPv%d %s" % (what, value, version, kind)
+    return None
+
+
 def parse_network(value, version=None, what="network"):
     """Parse an address or CIDR strictly (host bits must be zero). Returns (network, error)."""
+    text, error = _address_text(value, what)
+    if error:
+        return None, error
     try:
-        net = ipaddress.ip_network(str(value), strict=True)
+        net = ipaddress.ip_network(text, strict=True)
     except ValueError as exc:
         return None, "%s %r is invalid: %s" % (what, value, exc)
-    if version is not None and net.version != version:
-        return None, "%s %r is not an IPv%d network" % (what, value, version)
-    return net, None
+    error = _version_error(net, version, what, value, "network")
+    return (None, error) if error else (net, None)
+
+
+def parse_interface(value, version=None, what="address", prefix_required=False):
+    """Parse ADDRESS[/PREFIX] for an interface (host bits allowed). Returns (interface, error)."""
+    text, error = _address_text(value, what)
+    if error:
+        return None, error
+    try:
+        if prefix_required and "/" not in text:
+            raise ValueError("a prefix length is required, e.g. 10.0.0.1/24")
+        iface = ipaddress.ip_interface(text)
+    except ValueError as exc:
+        return None, "%s %r is invalid: %s" % (what, value, exc)
+    error = _version_error(iface, version, what, value, "address")
+    return (None, error) if error else (iface, None)
 
 
 def parse_interface_address(value, what="address"):
     """Parse ADDRESS/PREFIX for an interface (host bits allowed). Returns (interface, error)."""
-    try:
-        if "/" not in str(value):
-            raise ValueError("a prefix length is required, e.g. 10.0.0.1/24")
-        iface = ipaddress.ip_interface(str(value))
-    except ValueError as exc:
-        return None, "%s %r is invalid: %s" % (what, value, exc)
-    return iface, None
+    return parse_interface(value, what=what, prefix_required=True)
 
 
 def parse_address(value, version=None, what="address"):
+    """Parse a single address, no prefix, no scope id. Returns (address, error)."""
+    text, error = _address_text(value, what)
+    if error:
+        return None, error
     try:
-        addr = ipaddress.ip_address(str(value))
+        addr = ipaddress.ip_address(text)
     except ValueError as exc:
         return None, "%s %r is invalid: %s" % (what, value, exc)
-    if version is not None and addr.version != version:
-        return None, "%s %r is not an IPv%d address" % (what, value, version)
-    return addr, None
+    error = _version_error(addr, version, what, value, "address")
+    return (None, error) if error else (addr, None)
+
+
+_LINK_LOCAL6 = ipaddress.ip_network("fe80::/10")
+
+
+def parse_next_hop(value, version=None, what="via"):
+    """A route's next hop: an address, or a link-local IPv6 address with an interface
+    (fe80::1%eth0), the one place where a scope id means something.
+
+    Returns (address, ifname or None, error).
+    """
+    if isinstance(value, str) and "%" in value:
+        head, _, scope = value.partition("%")
+        addr, error = parse_address(head, version, what)
+        if error:
+            return None, None, error
+        if addr.version != 6 or addr not in _LINK_LOCAL6:
+            return None, None, "%s %r is invalid: only a link-local IPv6 address (fe80::/10) takes %%interface" % (
+                what,
+                value,
+            )
+        error = check_ifname(scope, "%s interface" % what)
+        if error:
+            return None, None, error
+        return addr, scope, None
+    addr, error = parse_address(value, version, what)
+    return (addr, None, None) if not error else (None, None, error)
