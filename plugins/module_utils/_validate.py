@@ -141,9 +141,14 @@ def parse_next_hop(value, version=None, what="via"):
         if error:
             return None, None, error
         if addr.version != 6 or addr not in _LINK_LOCAL6:
-            return None, None, "%s %r is invalid: only a link-local IPv6 address (fe80::/10) takes %%interface" % (
-                what,
-                value,
+            return (
+                None,
+                None,
+                "%s %r is invalid: only a link-local IPv6 address (fe80::/10) takes %%interface"
+                % (
+                    what,
+                    value,
+                ),
             )
         error = check_ifname(scope, "%s interface" % what)
         if error:
@@ -151,3 +156,105 @@ def parse_next_hop(value, version=None, what="via"):
         return addr, scope, None
     addr, error = parse_address(value, version, what)
     return (addr, None, None) if not error else (None, None, error)
+
+
+# ---------------------------------------------------------------------------
+# Types. Inventory values reach the plans and the modules as YAML gives them, or
+# as strings from `-e`. Each helper returns (value, error); the error names WHAT,
+# which the caller makes the full path (splitroute_gateway_peers[1].name).
+
+
+def want_str(value, what, allow_empty=False):
+    if isinstance(value, bool) or not isinstance(value, str):
+        return None, "%s: must be a string, not %s" % (what, type(value).__name__)
+    if not value and not allow_empty:
+        return None, "%s: must not be empty" % what
+    return value, None
+
+
+def want_list(value, what):
+    """A list (None is the empty list). A string is refused, never split into characters."""
+    if value is None:
+        return [], None
+    if isinstance(value, (list, tuple)):
+        return list(value), None
+    return None, "%s: must be a list, not %s%s" % (
+        what,
+        type(value).__name__,
+        " (write [%r] for a list of one)" % value if isinstance(value, str) else "",
+    )
+
+
+def want_dict(value, what):
+    """A dict (None is the empty dict)."""
+    if value is None:
+        return {}, None
+    if isinstance(value, dict):
+        return value, None
+    return None, "%s: must be a dict, not %s" % (what, type(value).__name__)
+
+
+def want_int(value, what, lo=None, hi=None):
+    """An integer, or a string of one (as `-e name=5302` gives it); never a bool."""
+    if isinstance(value, bool):
+        return None, "%s: must be a number, not a boolean" % what
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and re.fullmatch(r"(?:0[xX][0-9A-Fa-f]+|-?[0-9]+)", value.strip()):
+        number = int(value.strip(), 0) if value.strip().lower().startswith("0x") else int(value.strip(), 10)
+    else:
+        return None, "%s: must be a number, not %r" % (what, value)
+    if (lo is not None and number < lo) or (hi is not None and number > hi):
+        return None, "%s: %d is outside %s-%s" % (what, number, lo, hi)
+    return number, None
+
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def want_bool(value, what):
+    """A boolean, or one of Ansible's boolean words as `-e` gives them."""
+    if isinstance(value, bool):
+        return value, None
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE, None
+    return None, "%s: must be true or false, not %r" % (what, value)
+
+
+# ---------------------------------------------------------------------------
+# The kernel's own routing tables and rules: never the collection's to manage.
+RESERVED_TABLES = {0: "unspec", 253: "default", 254: "main", 255: "local"}
+RESERVED_PRIORITIES = {0: "from all lookup local", 32766: "from all lookup main", 32767: "from all lookup default"}
+
+
+def check_tables(first, count, what):
+    """Tables FIRST .. FIRST+COUNT-1 hold none of the kernel's tables (0, 253-255)."""
+    hit = sorted(t for t in RESERVED_TABLES if first <= t < first + count)
+    if first < 1 or first + count - 1 > 0xFFFFFFFF:
+        return "%s: tables %d-%d are outside 1-4294967295" % (what, first, first + count - 1)
+    if hit:
+        return "%s: tables %d-%d include the kernel's table %s (%s); choose another range" % (
+            what,
+            first,
+            first + count - 1,
+            hit[0],
+            RESERVED_TABLES[hit[0]],
+        )
+    return None
+
+
+def check_priorities(first, last, what):
+    """Rule priorities FIRST..LAST hold none of the kernel's rules (0, 32766, 32767)."""
+    if first < 1 or last > 0xFFFFFFFF or last < first:
+        return "%s: priorities %d-%d are outside 1-4294967295" % (what, first, last)
+    hit = sorted(p for p in RESERVED_PRIORITIES if first <= p <= last)
+    if hit:
+        return "%s: priorities %d-%d include the kernel's rule %d (%s); choose another range" % (
+            what,
+            first,
+            last,
+            hit[0],
+            RESERVED_PRIORITIES[hit[0]],
+        )
+    return None

@@ -7,11 +7,18 @@ import ipaddress
 import pytest
 
 from ansible_collections.splitroute.vpn.plugins.module_utils._validate import (
+    check_priorities,
+    check_tables,
     parse_address,
     parse_interface,
     parse_interface_address,
     parse_network,
     parse_next_hop,
+    want_bool,
+    want_dict,
+    want_int,
+    want_list,
+    want_str,
 )
 
 INJECTIONS = [
@@ -64,3 +71,37 @@ def test_a_next_hop_takes_an_interface_only_when_link_local():
     assert "interface" in parse_next_hop("fe80::1%x\nX")[2]
     assert "interface" in parse_next_hop("fe80::1%")[2]
     assert parse_next_hop("fe80::1%wg0", version=4)[2] == "via 'fe80::1' is not an IPv4 address"
+
+
+def test_types():
+    assert want_list("netflix", "domains.wg0")[1] == (
+        "domains.wg0: must be a list, not str (write ['netflix'] for a list of one)"
+    )
+    assert want_list(None, "x") == ([], None)
+    assert want_list(("a",), "x") == (["a"], None)
+    assert want_str(["a"], "peers[1].name")[1] == "peers[1].name: must be a string, not list"
+    assert want_str("", "x")[1] == "x: must not be empty"
+    assert want_int("5302", "back_port", 1, 65535) == (5302, None)
+    assert want_int("0x10", "fwmark") == (16, None)
+    assert want_int(True, "x")[1] == "x: must be a number, not a boolean"
+    assert want_int("5x", "x")[1] == "x: must be a number, not '5x'"
+    assert want_int(70000, "port", 1, 65535)[1] == "port: 70000 is outside 1-65535"
+    assert want_bool("false", "x") == (False, None)
+    assert want_bool("maybe", "x")[1] == "x: must be true or false, not 'maybe'"
+    assert want_dict([], "x")[1] == "x: must be a dict, not list"
+
+
+@pytest.mark.parametrize(("first", "count"), [(0, 1), (250, 5), (253, 1), (255, 3)])
+def test_reserved_tables_are_refused(first, count):
+    assert "kernel" in check_tables(first, count, "table_base") or "outside" in check_tables(first, count, "t")
+
+
+@pytest.mark.parametrize(("first", "last"), [(0, 199), (32600, 32799), (32767, 32767)])
+def test_reserved_priorities_are_refused(first, last):
+    assert check_priorities(first, last, "priority_base")
+
+
+def test_free_ranges_pass():
+    assert check_tables(100, 10, "t") is None
+    assert check_tables(256, 10, "t") is None
+    assert check_priorities(1000, 1099, "p") is None
