@@ -18,6 +18,14 @@ description:
     each table, per address family.
   - A host with only the client role, only the gateway role or neither is reported as it is; a role with nothing on the
     host is C(configured=false). A command that failed or is missing is reported in C(errors), never raised.
+  - Output it cannot read is skipped and said so, never raised, whatever its shape. Each piece is read on its own
+    (an entry of the JSON of C(ip) or C(nft), a line of the dump, a setting), and one it cannot read (a number where a
+    list belongs, a null address, a name with a control character) is left out as if the command had not printed it,
+    with a note in C(unreadable) naming it. The rest is read as usual, so one odd interface name does not make
+    every tunnel look missing. The same goes for output that is not JSON at all, and for wrong settings (left at
+    their defaults).
+  - No control character reaches C(lines) or C(metrics) raw. Names that are read have none (C(ip -j) prints most of
+    them as they are); the host label and error texts are written with them as C(\xNN).
   - The WireGuard private and preshared keys in a dump are never read (the playbook also hides them on the host).
   - The result also holds the same figures twice more - C(lines), the readable report, and C(metrics), the
     Prometheus text format for node-exporter's textfile collector (C(# HELP) and C(# TYPE) lines, label values
@@ -67,9 +75,12 @@ _value:
     - The report. Keys C(host), C(timestamp), C(wireguard) (interfaces with C(up), C(last_handshake), C(rx_bytes),
       C(tx_bytes) and C(peers)), C(client) (C(configured), C(nft_table), C(sets), C(tunnels), C(rules)), C(gateway)
       (C(configured), C(nft_table), C(interface), C(peers), C(rules), C(providers)), C(problems), C(errors),
-      C(lines) and C(metrics).
+      C(unreadable) (the pieces left out, each a dict with C(input), the key of O(_input) or V(settings), and
+      C(text), the note, also in C(lines)), C(lines) and C(metrics).
     - Metrics - C(splitroute_status_timestamp_seconds), C(splitroute_client_configured),
-      C(splitroute_gateway_configured), C(splitroute_problems), C(splitroute_nft_table_present{table}),
+      C(splitroute_gateway_configured), C(splitroute_problems), C(splitroute_status_unreadable{what}) (pieces of
+      each input left out, V(what) the key of O(_input) or V(settings); one series each, 0 when all was read),
+      C(splitroute_nft_table_present{table}),
       C(splitroute_tunnel_up{interface}), C(splitroute_tunnel_peers{interface}),
       C(splitroute_tunnel_last_handshake_seconds{interface}) (0 = never), C(splitroute_tunnel_rx_bytes{interface}),
       C(splitroute_tunnel_tx_bytes{interface}), C(splitroute_peer_last_handshake_seconds{interface,peer,name}),
@@ -86,11 +97,38 @@ import time
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.splitroute.vpn.plugins.module_utils._validate import want_int, want_list, want_str
+
 FAMILIES = ("ipv4", "ipv6")
 _FAIL_CLOSED = ("blackhole", "unreachable", "prohibit")
 _SET_SUFFIX = re.compile(r"^(?P<tunnel>.+)_(?P<kind>v4|v6|net4|net6)$")
 _SET_ORDER = {"v4": 0, "v6": 1, "net4": 2, "net6": 3}
 _SPECIAL_TABLES = ("local", "main", "default")
+
+# C0 and C1 control characters, and the two Unicode line breaks that str.splitlines() also splits on.
+# The kernel allows most of them in an interface name (not / : or white space), and `ip -j` prints all
+# but \t \n \r \b \f as they are, which makes its output invalid JSON for a strict reader.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NUMBER = re.compile(r"(?:0[xX][0-9A-Fa-f]{1,16}|[0-9]{1,20})")
+_MAX = 2**64 - 1
+
+# What each input is called in the report (the nft tables' names come from the settings).
+_COMMANDS = {
+    "now": "date",
+    "wg": "wg show all dump",
+    "links": "ip link",
+    "rules4": "ip -4 rule",
+    "rules6": "ip -6 rule",
+    "routes4": "ip -4 route",
+    "routes6": "ip -6 route",
+    "netns": "ip netns",
+    "nft_client": "nft table inet %s",
+    "nft_gateway": "nft table inet %s",
+    "settings": "settings",
+}
+_WG_INTERFACE = ("interface", "private key", "public key", "listen port", "fwmark")
+_WG_PEER = ("interface", "public key", "preshared key", "endpoint", "allowed ips", "latest handshake",
+            "rx bytes", "tx bytes", "persistent keepalive")  # fmt: skip
 
 
 def _int(value, default=None):
@@ -100,42 +138,214 @@ def _int(value, default=None):
         return default
 
 
-def _result(raw, key):
-    """(stdout, error) of one command; error is a short text when it did not succeed."""
-    item = raw.get(key)
+def _printable(text, backslash="\\"):
+    """TEXT with every control character written as \\xNN: a report line stays one line of plain text."""
+
+    def escape(match):
+        code = ord(match.group())
+        return ("%sx%02x" if code < 256 else "%su%04x") % (backslash, code)
+
+    return _CONTROL.sub(escape, text)
+
+
+def _kind(value):
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _show(value, limit=40):
+    """A value as a note shows it: a string quoted with its control characters escaped, else its kind."""
+    if not isinstance(value, str):
+        return _kind(value)
+    text = repr(value[: limit + 1])
+    return text if len(value) <= limit else text[:-1] + "...'"
+
+
+class _Bad(Exception):
+    """One piece of command output (an entry, a line) that cannot be read; the message says why."""
+
+
+class _Notes:
+    """The pieces that were skipped: each note says which input, which piece and why."""
+
+    def __init__(self):
+        self.items = []
+
+    def add(self, key, what, where, reason):
+        self.items.append({"input": key, "text": ": ".join(p for p in (what, where, reason) if p)})
+
+
+def _name(value):
+    """A name (interface, namespace, table, set, chain): a string, not empty, no control characters."""
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise _Bad("must be a string, not %s" % _kind(value))
+    if not value:
+        raise _Bad("must not be empty")
+    if _CONTROL.search(value):
+        raise _Bad("%s has a control character" % _show(value))
+    return value
+
+
+def _token(value):
+    """An address, a type, a key: a name without spaces."""
+    value = _name(value)
+    if any(c.isspace() for c in value):
+        raise _Bad("%s has a space" % _show(value))
+    return value
+
+
+def _number(value):
+    """A number as ip and nft print it: an integer, or a string of decimal or 0x digits (fwmark "0x1")."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        value = int(value, 16) if value[:2] in ("0x", "0X") else int(value, 10)
+    elif isinstance(value, bool) or not isinstance(value, int):
+        raise _Bad("must be a number, not %s" % (_show(value) if isinstance(value, str) else _kind(value)))
+    if not 0 <= value <= _MAX:
+        raise _Bad("%d is out of range" % value)
+    return value
+
+
+def _table(value):
+    """A routing table: its number or its name."""
+    return str(_number(value)) if isinstance(value, int) and not isinstance(value, bool) else _name(value)
+
+
+def _object(value):
+    if not isinstance(value, dict):
+        raise _Bad("must be an object, not %s" % _kind(value))
+    return value
+
+
+def _list(value):
+    if not isinstance(value, list):
+        raise _Bad("must be a list, not %s" % _kind(value))
+    return value
+
+
+def _strings(value):
+    for index, item in enumerate(_list(value)):
+        if not isinstance(item, str):
+            raise _Bad("[%d] must be a string, not %s" % (index, _kind(item)))
+    return value
+
+
+def _set_type(value):
+    """A set's type: one name, or a list of them for a concatenation."""
+    if isinstance(value, list):
+        return [_name(item) for item in value]
+    return _name(value)
+
+
+def _get(item, key, read, default=None, required=False, prefix=""):
+    """Field KEY of one entry, read by READ; a missing field is DEFAULT (or an error when REQUIRED)."""
+    if key not in item:
+        if required:
+            raise _Bad("%s%s: missing" % (prefix, key))
+        return default
+    try:
+        return read(item[key])
+    except _Bad as exc:
+        raise _Bad("%s%s: %s" % (prefix, key, exc)) from None
+
+
+def _stdout(raw, key, what, errors, notes, absent=None):
+    """The output of one command, or None: a command that did not succeed is in ERRORS, a result that
+    cannot be read in NOTES. ABSENT is the start of an error text that only means "not there" (returned
+    as "absent", not an error)."""
+    if key not in raw:
+        errors.append("%s: not collected" % what)
+        return None
+    item = raw[key]
     if not isinstance(item, dict):
-        return None, "not collected"
-    if item.get("skipped"):
-        return None, "skipped"
-    if item.get("rc") == 0:
-        return item.get("stdout") or "", None
-    text = "\n".join(str(item.get(k) or "") for k in ("stderr", "msg")).strip()
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return None, first or "exit status %s" % item.get("rc")
+        notes.add(key, what, "", "the result must be an object, not %s" % _kind(item))
+        return None
+    if item.get("skipped") is True:
+        errors.append("%s: skipped" % what)
+        return None
+    try:
+        rc = _get(item, "rc", _number, required=True)
+    except _Bad as exc:
+        notes.add(key, what, "", str(exc))
+        return None
+    if rc != 0:
+        text = "\n".join(item[k] for k in ("stderr", "msg") if isinstance(item.get(k), str)).strip()
+        first = next((line.strip() for line in text.split("\n") if line.strip()), "")
+        if absent and first.startswith(absent):
+            return "absent"
+        errors.append("%s: %s" % (what, _printable(first or "exit status %d" % rc)))
+        return None
+    stdout = item.get("stdout", "")
+    if not isinstance(stdout, str):
+        notes.add(key, what, "", "stdout: must be a string, not %s" % _kind(stdout))
+        return None
+    return stdout
 
 
-def _json(raw, key, errors, what):
-    stdout, err = _result(raw, key)
-    if err is not None:
-        errors.append("%s: %s" % (what, err))
+def _load(text):
+    """JSON text. ip prints most control characters in names as they are (invalid JSON for a strict
+    reader, so one odd name would lose the whole output): they are allowed in strings here, and
+    refused in each name that is read."""
+    try:
+        return json.loads(text, strict=False)
+    except (ValueError, RecursionError) as exc:
+        text = str(exc)
+        raise _Bad("the output is not JSON (%s)" % _printable(text if len(text) <= 80 else text[:77] + "...")) from None
+
+
+def _json_list(raw, key, what, errors, notes):
+    """The list an `ip -j` command printed ([] when it printed nothing), or None."""
+    stdout = _stdout(raw, key, what, errors, notes)
+    if stdout is None:
         return None
     if not stdout.strip():
         return []
     try:
-        return json.loads(stdout)
-    except ValueError:
-        errors.append("%s: unreadable output" % what)
+        data = _load(stdout)
+        if not isinstance(data, list):
+            raise _Bad("the output must be a list, not %s" % _kind(data))
+    except _Bad as exc:
+        notes.add(key, what, "", str(exc))
         return None
+    return data
+
+
+def _entries(data, key, what, notes, read, label=None):
+    """READ each entry of a JSON list; an entry that cannot be read is noted and skipped (only that one).
+    LABEL is (field, noun): the note names the entry by that field when it is a string."""
+    out = []
+    for index, item in enumerate(data or []):
+        where = "[%d]" % index
+        if label and isinstance(item, dict) and isinstance(item.get(label[0]), (str, int)):
+            where += " (%s %s)" % (label[1], _show(item[label[0]]) if isinstance(item[label[0]], str) else
+                                   item[label[0]])  # fmt: skip
+        try:
+            out.append(read(_object(item)))
+        except _Bad as exc:
+            notes.add(key, what, where, str(exc))
+    return out
 
 
 # ---------------------------------------------------------------- parsers
 
 
-def parse_wg_dump(text):
+def parse_wg_dump(text, notes=None):
     """`wg show all dump`: interface lines (5 fields) and peer lines (9 fields), tab-separated.
 
     Field 2 of an interface line (private key) and field 3 of a peer line (preshared key) are never read.
+    A line that cannot be read is skipped (and noted in NOTES).
     """
+    notes = notes if notes is not None else _Notes()
     interfaces = {}
 
     def iface(name):
@@ -143,139 +353,185 @@ def parse_wg_dump(text):
             name, {"interface": name, "public_key": None, "listen_port": None, "fwmark": None, "peers": []}
         )
 
-    for line in (text or "").splitlines():
+    def field(fields, names, index, read):
+        try:
+            return read(fields[index])
+        except _Bad as exc:
+            raise _Bad("%s: %s" % (names[index], exc)) from None
+
+    def optional(word, read):
+        return lambda value: None if value == word else read(value)
+
+    # split on \n only: str.splitlines() would also split inside a name holding \x1c or \x85
+    for number, line in enumerate((text or "").split("\n"), 1):
+        if not line:
+            continue
         fields = line.split("\t")
-        if len(fields) == 5:
-            entry = iface(fields[0])
-            entry["public_key"] = fields[2] if fields[2] != "(none)" else None
-            entry["listen_port"] = _int(fields[3])
-            entry["fwmark"] = None if fields[4] == "off" else _int(fields[4])
-        elif len(fields) == 9:
-            iface(fields[0])["peers"].append(
-                {
-                    "public_key": fields[1],
-                    "endpoint": None if fields[3] == "(none)" else fields[3],
-                    "allowed_ips": [] if fields[4] == "(none)" else fields[4].split(","),
-                    "last_handshake": _int(fields[5], 0),
-                    "rx_bytes": _int(fields[6], 0),
-                    "tx_bytes": _int(fields[7], 0),
-                    "persistent_keepalive": None if fields[8] == "off" else _int(fields[8]),
+        try:
+            if len(fields) == 5:
+                names = _WG_INTERFACE
+                name = field(fields, names, 0, _name)
+                entry = {
+                    "public_key": field(fields, names, 2, optional("(none)", _token)),
+                    "listen_port": field(fields, names, 3, _number),
+                    "fwmark": field(fields, names, 4, optional("off", _number)),
                 }
-            )
+                iface(name).update(entry)
+            elif len(fields) == 9:
+                names = _WG_PEER
+                name = field(fields, names, 0, _name)
+                peer = {
+                    "public_key": field(fields, names, 1, _token),
+                    "endpoint": field(fields, names, 3, optional("(none)", _token)),
+                    "allowed_ips": field(fields, names, 4, optional("(none)", lambda v: [_token(a) for a in
+                                                                                          v.split(",")])) or [],
+                    "last_handshake": field(fields, names, 5, _number),
+                    "rx_bytes": field(fields, names, 6, _number),
+                    "tx_bytes": field(fields, names, 7, _number),
+                    "persistent_keepalive": field(fields, names, 8, optional("off", _number)),
+                }  # fmt: skip
+                iface(name)["peers"].append(peer)
+            else:
+                raise _Bad("%d fields, not 5 (an interface) or 9 (a peer)" % len(fields))
+        except _Bad as exc:
+            notes.add("wg", _COMMANDS["wg"], "line %d (interface %s)" % (number, _show(fields[0])), str(exc))
     return interfaces
 
 
-def parse_nft_table(raw, key, name, errors):
+def parse_nft_table(raw, key, name, errors, notes=None):
     """`nft -j list table inet NAME`: presence, sets with element counts, chains, and marks set per set."""
+    notes = notes if notes is not None else _Notes()
+    what = _COMMANDS[key] % name
     table = {"family": "inet", "name": name, "present": False, "sets": [], "chains": [], "marks": {}, "all_marks": []}
-    stdout, err = _result(raw, key)
-    if err is not None:
-        # nft's answer for a table that does not exist (not Ansible's for a program that does not)
-        if not err.startswith("Error: No such file or directory"):
-            errors.append("nft table inet %s: %s" % (name, err))
-            table["error"] = err
+    # nft's answer for a table that does not exist (not Ansible's for a program that does not)
+    stdout = _stdout(raw, key, what, errors, notes, absent="Error: No such file or directory")
+    if stdout == "absent":
         return table
-    try:
-        items = json.loads(stdout).get("nftables", [])
-    except (ValueError, AttributeError):
-        errors.append("nft table inet %s: unreadable output" % name)
-        table["error"] = "unreadable output"
+    data = None
+    if stdout is not None:
+        try:
+            data = _load(stdout)
+            if not isinstance(data, dict):
+                raise _Bad("the output must be an object, not %s" % _kind(data))
+            _get(data, "nftables", _list, required=True)
+        except _Bad as exc:
+            notes.add(key, what, "", str(exc))
+            data = None
+    if data is None:
+        # read nothing, so claim nothing: not "missing"
+        table["error"] = "not read" if stdout is None else "unreadable output"
         return table
     all_marks = set()
-    for item in items if isinstance(items, list) else []:
-        if not isinstance(item, dict):
-            continue
-        if "table" in item:
-            table["present"] = True
-        elif "set" in item:
-            nft_set = item["set"]
-            table["sets"].append(
-                {"name": nft_set.get("name"), "type": nft_set.get("type"), "elements": len(nft_set.get("elem") or [])}
-            )
-        elif "chain" in item:
-            table["chains"].append(item["chain"].get("name"))
-        elif "rule" in item:
-            refs, marks = [], []
-            for expr in item["rule"].get("expr") or []:
-                match = expr.get("match") if isinstance(expr, dict) else None
-                if isinstance(match, dict) and isinstance(match.get("right"), str) and match["right"].startswith("@"):
-                    refs.append(match["right"][1:])
-                mangle = expr.get("mangle") if isinstance(expr, dict) else None
-                if (
-                    isinstance(mangle, dict)
-                    and mangle.get("key") == {"meta": {"key": "mark"}}
-                    and isinstance(mangle.get("value"), int)
-                ):
-                    marks.append(mangle["value"])
-            all_marks.update(marks)
-            for ref in refs:
-                for mark in marks:
-                    table["marks"].setdefault(ref, mark)
+    for index, item in enumerate(data["nftables"]):
+        try:
+            _object(item)
+            if "table" in item:
+                _get(item, "table", _object)
+                table["present"] = True
+            elif "set" in item:
+                nft_set = _get(item, "set", _object)
+                entry = {
+                    "name": _get(nft_set, "name", _name, required=True, prefix="set."),
+                    "type": _get(nft_set, "type", _set_type, prefix="set."),
+                    "elements": len(_get(nft_set, "elem", _list, default=[], prefix="set.")),
+                }
+                table["sets"].append(entry)
+            elif "chain" in item:
+                table["chains"].append(_get(_get(item, "chain", _object), "name", _name, required=True,
+                                            prefix="chain."))  # fmt: skip
+            elif "rule" in item:
+                rule = _get(item, "rule", _object)
+                exprs = _get(rule, "expr", _list, default=[], prefix="rule.")
+                refs, marks = [], []
+                for number, expr in enumerate(exprs):
+                    if not isinstance(expr, dict):
+                        raise _Bad("rule.expr[%d]: must be an object, not %s" % (number, _kind(expr)))
+                    match = expr.get("match")
+                    if isinstance(match, dict) and isinstance(match.get("right"), str) and match["right"][:1] == "@":
+                        refs.append(_name(match["right"][1:]))
+                    mangle = expr.get("mangle")
+                    if (
+                        isinstance(mangle, dict)
+                        and mangle.get("key") == {"meta": {"key": "mark"}}
+                        and isinstance(mangle.get("value"), int)
+                        and not isinstance(mangle.get("value"), bool)
+                    ):
+                        marks.append(_number(mangle["value"]))
+                all_marks.update(marks)
+                for ref in refs:
+                    for mark in marks:
+                        table["marks"].setdefault(ref, mark)
+        except _Bad as exc:
+            notes.add(key, what, "nftables[%d]" % index, str(exc))
     table["all_marks"] = sorted(all_marks)
     return table
 
 
-def parse_rules(data, family):
-    rules = []
-    for item in data or []:
-        if not isinstance(item, dict):
-            continue
-        src = item.get("src", "all")
-        if item.get("srclen") is not None:
-            src = "%s/%s" % (src, item["srclen"])
-        dst = item.get("dst")
-        if dst is not None and item.get("dstlen") is not None:
-            dst = "%s/%s" % (dst, item["dstlen"])
-        rule = {
-            "family": family,
-            "priority": _int(item.get("priority"), 0),
-            "from": src,
-            "to": dst,
-            "fwmark": _int(item.get("fwmark")),
-            "fwmask": _int(item.get("fwmask")),
-            "iif": item.get("iif"),
-            "oif": item.get("oif"),
-            "table": str(item["table"]) if item.get("table") is not None else None,
-            "action": item.get("action"),
-            "not": "not" in item,  # ip -j prints "not": null
-        }
-        words = ["%d:" % rule["priority"]]
-        if rule["not"]:
-            words.append("not")
-        words += ["from", src]
-        if dst is not None:
-            words += ["to", dst]
-        if rule["fwmark"] is not None:
-            words += [
-                "fwmark",
-                "%#x" % rule["fwmark"] + ("/%#x" % rule["fwmask"] if rule["fwmask"] is not None else ""),
-            ]
-        for key in ("iif", "oif"):
-            if rule[key]:
-                words += [key, str(rule[key])]
-        words += ["lookup", rule["table"]] if rule["table"] is not None else [str(rule["action"] or "?")]
-        rule["text"] = " ".join(words)
-        rules.append(rule)
-    return rules
+def _read_rule(item, family):
+    src = _get(item, "src", _token, "all")
+    srclen = _get(item, "srclen", _number)
+    if srclen is not None:
+        src = "%s/%d" % (src, srclen)
+    dst = _get(item, "dst", _token)
+    dstlen = _get(item, "dstlen", _number)
+    if dst is not None and dstlen is not None:
+        dst = "%s/%d" % (dst, dstlen)
+    rule = {
+        "family": family,
+        "priority": _get(item, "priority", _number, required=True),
+        "from": src,
+        "to": dst,
+        "fwmark": _get(item, "fwmark", _number),
+        "fwmask": _get(item, "fwmask", _number),
+        "iif": _get(item, "iif", _name),
+        "oif": _get(item, "oif", _name),
+        "table": _get(item, "table", _table),
+        "action": _get(item, "action", _token),
+        "not": "not" in item,  # ip -j prints "not": null
+    }
+    words = ["%d:" % rule["priority"]]
+    if rule["not"]:
+        words.append("not")
+    words += ["from", src]
+    if dst is not None:
+        words += ["to", dst]
+    if rule["fwmark"] is not None:
+        words += [
+            "fwmark",
+            "%#x" % rule["fwmark"] + ("/%#x" % rule["fwmask"] if rule["fwmask"] is not None else ""),
+        ]
+    for key in ("iif", "oif"):
+        if rule[key]:
+            words += [key, rule[key]]
+    words += ["lookup", rule["table"]] if rule["table"] is not None else [rule["action"] or "?"]
+    rule["text"] = " ".join(words)
+    return rule
 
 
-def parse_routes(data, family):
-    routes = []
-    for item in data or []:
-        if not isinstance(item, dict):
-            continue
-        routes.append(
-            {
-                "family": family,
-                "table": str(item.get("table", "main")),
-                "dst": item.get("dst"),
-                "type": item.get("type", "unicast"),
-                "dev": item.get("dev"),
-                "gateway": item.get("gateway"),
-                "metric": _int(item.get("metric"), 0),
-            }
-        )
-    return routes
+def parse_rules(data, family, notes=None, key=None):
+    """`ip -j rule`'s entries; one that cannot be read is skipped (and noted in NOTES)."""
+    notes = notes if notes is not None else _Notes()
+    key = key or ("rules4" if family == "ipv4" else "rules6")
+    return _entries(data, key, _COMMANDS[key], notes, lambda item: _read_rule(item, family), ("priority", "priority"))
+
+
+def _read_route(item, family):
+    return {
+        "family": family,
+        "table": _get(item, "table", _table, "main"),
+        "dst": _get(item, "dst", _token, required=True),
+        "type": _get(item, "type", _token, "unicast"),
+        "dev": _get(item, "dev", _name),
+        "gateway": _get(item, "gateway", _token),
+        "metric": _get(item, "metric", _number, 0),
+    }
+
+
+def parse_routes(data, family, notes=None, key=None):
+    """`ip -j route show table all`'s entries; one that cannot be read is skipped (and noted in NOTES)."""
+    notes = notes if notes is not None else _Notes()
+    key = key or ("routes4" if family == "ipv4" else "routes6")
+    return _entries(data, key, _COMMANDS[key], notes, lambda item: _read_route(item, family), ("dst", "dst"))
 
 
 def _mark_matches(rule, mark):
@@ -308,12 +564,91 @@ def table_state(routes, table, family, dev=None):
 # ---------------------------------------------------------------- the report
 
 
-def _links(data):
+def _read_link(item):
+    return {
+        "ifname": _get(item, "ifname", _name, required=True),
+        "up": "UP" in _get(item, "flags", _strings, default=[]),
+    }
+
+
+def _links(data, notes):
     out = {}
-    for item in data or []:
-        if isinstance(item, dict) and item.get("ifname"):
-            out[item["ifname"]] = {"exists": True, "up": "UP" in (item.get("flags") or [])}
+    for link in _entries(data, "links", _COMMANDS["links"], notes, _read_link, ("ifname", "interface")):
+        out[link["ifname"]] = {"exists": True, "up": link["up"]}
     return out
+
+
+def _netns(data, notes):
+    read = lambda item: _get(item, "name", _name, required=True)  # noqa: E731
+    return _entries(data, "netns", _COMMANDS["netns"], notes, read, ("name", "namespace"))
+
+
+def _setting(notes, value, what, read, default):
+    """One setting read by READ (a _validate helper's (value, error)); None is DEFAULT, an error is noted."""
+    if value is None:
+        return default
+    value, error = read(value, what)
+    if error is None and isinstance(value, str) and _CONTROL.search(value):
+        error = "%s: %s has a control character" % (what, _show(value))
+    if error is not None:
+        notes.add("settings", "settings", "", _printable(error))
+        return default
+    return value
+
+
+def _settings(settings, notes):
+    """The settings with the wrong ones noted and left at their defaults (a wrong entry of a list is left out)."""
+
+    def text(value, what):
+        return want_str(value, what, allow_empty=True)
+
+    def number(value, what):
+        if isinstance(value, str) and len(value) > 20:
+            return None, "%s: must be a number, not %s" % (what, _show(value))
+        return want_int(value, what, 0, _MAX)
+
+    def names(value, what):
+        out = []
+        for index, item in enumerate(_setting(notes, value, what, want_list, [])):
+            name = _setting(notes, item, "%s[%d]" % (what, index), text, "")
+            if name:
+                out.append(name)
+        return out
+
+    peers = []
+    for index, item in enumerate(_setting(notes, settings.get("gateway_peers"), "gateway_peers", want_list, [])):
+        what = "gateway_peers[%d]" % index
+        if isinstance(item, (list, tuple)) and len(item) == 3:  # the playbook's [name, public_key, address]
+            peer = dict(zip(("name", "public_key", "address"), item))
+        elif isinstance(item, dict):
+            peer = item
+        else:
+            notes.add("settings", "settings", "", "%s: must be a dict or a [name, public_key, address] list, not %s"
+                      % (what, _kind(item)))  # fmt: skip
+            continue
+        fields = {k: _setting(notes, peer.get(k), "%s.%s" % (what, k), text, "") for k in
+                  ("name", "public_key", "address")}  # fmt: skip
+        if fields["name"]:
+            peers.append(fields)
+    host = settings.get("host")
+    if not isinstance(host, str):  # the host label: any text (escaped where it is written)
+        host = _setting(notes, host, "host", text, "")
+    return {
+        "host": host,
+        "client_table": _setting(notes, settings.get("client_table"), "client_table", text, "") or "splitroute",
+        "client_priority_base": _setting(notes, settings.get("client_priority_base"), "client_priority_base",
+                                         number, 1000),
+        "client_tunnels": names(settings.get("client_tunnels"), "client_tunnels"),
+        "gateway_table": _setting(notes, settings.get("gateway_table"), "gateway_table", text, "")
+        or "splitroute_gateway",
+        "gateway_priority_base": _setting(notes, settings.get("gateway_priority_base"), "gateway_priority_base",
+                                          number, 2000),
+        "gateway_table_base": _setting(notes, settings.get("gateway_table_base"), "gateway_table_base", number, 200),
+        "gateway_interface": _setting(notes, settings.get("gateway_interface"), "gateway_interface", text, "")
+        or "wg0",
+        "gateway_peers": peers,
+        "gateway_providers": names(settings.get("gateway_providers"), "gateway_providers"),
+    }  # fmt: skip
 
 
 def _wireguard(wg, links, now):
@@ -341,7 +676,7 @@ def _wireguard(wg, links, now):
 
 
 def _client(settings, nft, rules, routes, links, wireguard, problems):
-    base = _int(settings.get("client_priority_base"), 1000)
+    base = settings["client_priority_base"]
     window = (base, base + 99)
     marks = set(nft["all_marks"])
     ours = [
@@ -351,12 +686,11 @@ def _client(settings, nft, rules, routes, links, wireguard, problems):
     ]  # fmt: skip
     tunnels = {}
     for nft_set in nft["sets"]:
-        match = _SET_SUFFIX.match(nft_set["name"] or "")
+        match = _SET_SUFFIX.match(nft_set["name"])
         if match:
             tunnels.setdefault(match.group("tunnel"), []).append(dict(nft_set, kind=match.group("kind")))
-    for name in settings.get("client_tunnels") or []:
-        if isinstance(name, str) and name:
-            tunnels.setdefault(name, [])
+    for name in settings["client_tunnels"]:
+        tunnels.setdefault(name, [])
     configured = nft["present"] or bool(ours)
     wg_by_name = {w["interface"]: w for w in wireguard}
     out_tunnels = []
@@ -435,21 +769,13 @@ def _client(settings, nft, rules, routes, links, wireguard, problems):
 
 
 def _peer_names(peers):
-    """Public key to name and address to name, from dicts or [name, public_key, address] triples."""
+    """Public key to name and address to name, from the settings' peers."""
     by_key, by_address = {}, {}
-    for peer in peers or []:
-        if isinstance(peer, dict):
-            name, key, address = peer.get("name"), peer.get("public_key"), peer.get("address")
-        elif isinstance(peer, (list, tuple)) and len(peer) == 3:
-            name, key, address = peer
-        else:
-            continue
-        if not name:
-            continue
-        if isinstance(key, str) and key:
-            by_key[key] = str(name)
-        if address:
-            by_address[str(address).split("/", maxsplit=1)[0]] = str(name)
+    for peer in peers:
+        if peer["public_key"]:
+            by_key[peer["public_key"]] = peer["name"]
+        if peer["address"]:
+            by_address[peer["address"].split("/", maxsplit=1)[0]] = peer["name"]
     return by_key, by_address
 
 
@@ -464,13 +790,13 @@ def _peer_name(peer, by_key, by_address):
 
 
 def _gateway(settings, nft, rules, routes, links, wireguard, netns, problems):
-    base = _int(settings.get("gateway_priority_base"), 2000)
-    table_base = _int(settings.get("gateway_table_base"), 200)
+    base = settings["gateway_priority_base"]
+    table_base = settings["gateway_table_base"]
     window = (base, base + 199)
     ours = [r for r in rules if window[0] <= r["priority"] <= window[1]]
     configured = nft["present"] or bool(ours)
-    ifname = str(settings.get("gateway_interface") or "wg0")
-    by_key, by_address = _peer_names(settings.get("gateway_peers"))
+    ifname = settings["gateway_interface"]
+    by_key, by_address = _peer_names(settings["gateway_peers"])
     wg = next((w for w in wireguard if w["interface"] == ifname), None)
     link = links.get(ifname, {"exists": False, "up": False})
     peers = []
@@ -478,9 +804,8 @@ def _gateway(settings, nft, rules, routes, links, wireguard, netns, problems):
         peers.append(dict(peer, name=_peer_name(peer, by_key, by_address)))
 
     providers = {}
-    for index, name in enumerate(settings.get("gateway_providers") or []):
-        if isinstance(name, str) and name:
-            providers[str(table_base + index)] = {"name": name, "expected": True}
+    for index, name in enumerate(settings["gateway_providers"]):
+        providers[str(table_base + index)] = {"name": name, "expected": True}
     for rule in ours:
         if rule["table"] and rule["table"] not in _SPECIAL_TABLES and rule["table"] not in providers:
             live = [
@@ -549,30 +874,34 @@ def _gateway(settings, nft, rules, routes, links, wireguard, netns, problems):
 def status_report(raw, settings=None):
     if not isinstance(raw, dict):
         raise AnsibleFilterError("status_report expects a dict of command results by key, got %s" % type(raw).__name__)
-    settings = settings if isinstance(settings, dict) else {}
+    notes = _Notes()
+    settings = _settings(settings if isinstance(settings, dict) else {}, notes)
     errors, problems = [], []
 
-    stdout, _err = _result(raw, "now")
-    now = _int((stdout or "").strip())
+    now = None
+    stdout = _stdout(raw, "now", _COMMANDS["now"], errors, notes)
+    if stdout is not None:
+        try:
+            now = _number(stdout.strip())
+        except _Bad as exc:
+            notes.add("now", _COMMANDS["now"], "", "the output %s" % exc)
     if now is None:
         now = int(time.time())
 
-    stdout, wg_error = _result(raw, "wg")
-    wg = parse_wg_dump(stdout) if wg_error is None else {}
-    if wg_error is not None:
-        errors.append("wg show all dump: %s" % wg_error)
-    links = _links(_json(raw, "links", errors, "ip link"))
+    stdout = _stdout(raw, "wg", _COMMANDS["wg"], errors, notes)
+    wg = parse_wg_dump(stdout, notes) if stdout is not None else {}
+    links = _links(_json_list(raw, "links", _COMMANDS["links"], errors, notes), notes)
     rules, routes = [], []
     for family, suffix in (("ipv4", "4"), ("ipv6", "6")):
-        rules += parse_rules(_json(raw, "rules" + suffix, errors, "ip -%s rule" % suffix), family)
-        routes += parse_routes(_json(raw, "routes" + suffix, errors, "ip -%s route" % suffix), family)
-    netns = [n.get("name") for n in _json(raw, "netns", errors, "ip netns") or [] if isinstance(n, dict)]
+        key = "rules" + suffix
+        rules += parse_rules(_json_list(raw, key, _COMMANDS[key], errors, notes), family, notes, key)
+        key = "routes" + suffix
+        routes += parse_routes(_json_list(raw, key, _COMMANDS[key], errors, notes), family, notes, key)
+    netns = _netns(_json_list(raw, "netns", _COMMANDS["netns"], errors, notes), notes)
 
     wireguard = _wireguard(wg, links, now)
-    client_nft = parse_nft_table(raw, "nft_client", str(settings.get("client_table") or "splitroute"), errors)
-    gateway_nft = parse_nft_table(
-        raw, "nft_gateway", str(settings.get("gateway_table") or "splitroute_gateway"), errors
-    )
+    client_nft = parse_nft_table(raw, "nft_client", settings["client_table"], errors, notes)
+    gateway_nft = parse_nft_table(raw, "nft_gateway", settings["gateway_table"], errors, notes)
     client = _client(settings, client_nft, rules, routes, links, wireguard, problems)
     gateway = _gateway(settings, gateway_nft, rules, routes, links, wireguard, netns, problems)
     for tunnel in wireguard:
@@ -580,7 +909,7 @@ def status_report(raw, settings=None):
             problems.append("wireguard %s: wg lists it but this namespace has no such interface" % tunnel["interface"])
 
     report = {
-        "host": str(settings.get("host") or ""),
+        "host": settings["host"],
         "timestamp": now,
         "wireguard": wireguard,
         "client": client,
@@ -588,6 +917,7 @@ def status_report(raw, settings=None):
         "netns": netns,
         "problems": problems,
         "errors": errors,
+        "unreadable": notes.items,
     }
     report["lines"] = report_lines(report)
     report["metrics"] = render_metrics(report)
@@ -647,6 +977,12 @@ def _wg_text(wg):
     )  # fmt: skip
 
 
+def _count(items, noun, none=None):
+    if not items and none:
+        return none
+    return "%d %s%s" % (len(items), noun, "" if len(items) == 1 else "s")
+
+
 def report_lines(report):
     now = report["timestamp"]
     client, gateway = report["client"], report["gateway"]
@@ -656,9 +992,8 @@ def report_lines(report):
             report["host"] or "host",
             "configured" if client["configured"] else "not configured",
             "configured" if gateway["configured"] else "not configured",
-            "%d problem%s" % (len(report["problems"]), "" if len(report["problems"]) == 1 else "s")
-            if report["problems"]
-            else "no problems",
+            _count(report["problems"], "problem", "no problems")
+            + ("" if not report["unreadable"] else ", %s skipped" % _count(report["unreadable"], "unreadable piece")),
             time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)),
         )
     ]
@@ -757,7 +1092,11 @@ def report_lines(report):
         lines.append("PROBLEM: %s" % problem)
     for error in report["errors"]:
         lines.append("could not read: %s" % error)
-    return lines
+    for note in report["unreadable"]:
+        lines.append("unreadable: %s" % note["text"])
+    # every name in them was read without control characters; the host label and the settings' names
+    # were not, and a report line must stay one line of text
+    return [_printable(line) for line in lines]
 
 
 # ---------------------------------------------------------------- Prometheus text format
@@ -767,6 +1106,7 @@ _METRICS = (
     ("splitroute_client_configured", "gauge", "1 when the client role's nft table or rules are on the host."),
     ("splitroute_gateway_configured", "gauge", "1 when the gateway role's nft table or rules are on the host."),
     ("splitroute_problems", "gauge", "Number of problems the status report found."),
+    ("splitroute_status_unreadable", "gauge", "Number of pieces of an input that could not be read (skipped)."),
     ("splitroute_nft_table_present", "gauge", "1 when the role's nftables table exists."),
     ("splitroute_tunnel_up", "gauge", "1 when the tunnel's interface exists and is up."),
     ("splitroute_tunnel_peers", "gauge", "Number of WireGuard peers of the interface."),
@@ -786,7 +1126,11 @@ _METRICS = (
 
 
 def _escape_label(value):
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    """A label value in the text format: backslash, quote and newline escaped as the format says, and any
+    other control character written as the text \\xNN (its backslash escaped: the format has no escape
+    for them, and a raw one must not reach the textfile)."""
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return _printable(text, backslash="\\\\")
 
 
 def _escape_help(value):
@@ -805,6 +1149,8 @@ def render_metrics(report):
     add("splitroute_client_configured", client["configured"])
     add("splitroute_gateway_configured", gateway["configured"])
     add("splitroute_problems", len(report["problems"]))
+    for key in _COMMANDS:
+        add("splitroute_status_unreadable", sum(1 for n in report["unreadable"] if n["input"] == key), what=key)
     for section in (client, gateway):
         if section["configured"]:
             add("splitroute_nft_table_present", section["nft_table"]["present"], table=section["nft_table"]["name"])
