@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import re
 
-SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*)\} (-?\d+)$')
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"')
+# Stricter than the format, which allows any other character raw in a label value: no control
+# character at all (a textfile that holds one is a bug in what wrote it).
+_VALUE = r'(?:[^"\\\x00-\x1f\x7f-\x9f\u2028\u2029]|\\[\\"n])*'
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)\{((?:[a-zA-Z_][a-zA-Z0-9_]*="%s",?)*)\} (-?\d+)$' % _VALUE)
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="(%s)"' % _VALUE)
 
 
 def parse_metrics(text):
-    """Strict reading of the text format: HELP and TYPE once, before a family's samples; no duplicate series."""
+    """Strict reading of the text format: HELP and TYPE once, before a family's samples; no duplicate
+    series; no control character but the newline that ends a line."""
     assert text.endswith("\n")
+    assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]", text), "a control character: %r" % text
     samples, declared = {}, {}
     for line in text.splitlines():
         if line.startswith("# HELP "):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from prometheus_text import parse_metrics  # tests/prometheus_text.py
 from ansible_collections.splitroute.vpn.plugins.filter.status_report import FilterModule, parse_wg_dump, status_report
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "status"
+INPUTS = ("now", "wg", "links", "rules4", "rules6", "routes4", "routes6", "netns", "nft_client", "nft_gateway")
 PRIVATE = "kPD5UOb8RV6c0OLEkbGWxUg0mmVrqOpRAexDcHxvV0M="
 PSK = "Zb2B/gFh7cNPTkc7bqHj1IFSmXW6dTVNvJuKMEQ0AE0="
 
@@ -197,9 +199,13 @@ def test_nothing_configured_even_with_other_provider_namespaces_on_the_machine()
     samples = parse_metrics(report["metrics"])
     assert names(samples) == {
         "splitroute_status_timestamp_seconds", "splitroute_client_configured", "splitroute_gateway_configured",
-        "splitroute_problems",
+        "splitroute_problems", "splitroute_status_unreadable",
     }  # fmt: skip
     assert metric(samples, "splitroute_client_configured", host="bare") == 0
+    # one series per input, 0 when all of it was read: an alert can watch for > 0
+    assert {dict(labels)["what"]: value for (n, labels), value in samples.items() if n.endswith("_unreadable")} == {
+        key: 0 for key in (*INPUTS, "settings")
+    }
 
 
 # ---------------------------------------------------------------- edge cases
@@ -363,8 +369,344 @@ def test_bad_input():
     raw = copy.deepcopy(load("client"))
     raw["rules4"]["stdout"] = "{not json"
     report = status_report(raw, None)
-    assert "ip -4 rule: unreadable output" in report["errors"]
+    note = "ip -4 rule: the output is not JSON (Expecting property name enclosed in double quotes: line 1 column 2"
+    assert [n["input"] for n in report["unreadable"]] == ["rules4"] and report["errors"] == []
+    assert report["unreadable"][0]["text"].startswith(note)
+    assert "unreadable: " + report["unreadable"][0]["text"] in report["lines"]
+    assert report["client"]["configured"]  # from the IPv6 rules, which were read
+    assert metric(parse_metrics(report["metrics"]), "splitroute_status_unreadable", what="rules4") == 1
 
 
 def test_filter_is_registered():
     assert FilterModule().filters() == {"status_report": status_report}
+
+
+# ---------------------------------------------------------------- odd command output: skipped, and said so
+#
+# Each case takes a real capture and puts one wrong kind of value in one place - one case per field and
+# kind - and checks that the filter still returns a report whose textfile the strict parser reads, that
+# no control character reaches the lines or the textfile, and that a piece it cannot read is named in
+# one "unreadable" note and left out: the rest of the report is what it is without that piece.
+
+KINDS = {"null": None, "int": 7, "str": "x", "list": [1], "dict": {"x": 1}, "ctrl": "wg\x01x"}
+ANY = frozenset(KINDS)
+RAW_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+# What the filter reads of each command's JSON, by path ("[*]" is any entry of a list), with the kinds
+# it accepts there; the cases go one level below each of these, and a path not listed is never read
+# (any kind there must leave the report exactly as it was).
+READ = {
+    "links": {
+        "": set(), "[*]": set(), "[*].ifname": {"str"}, "[*].flags": set(), "[*].flags[*]": {"str", "ctrl"},
+    },
+    "rules": {
+        "": set(), "[*]": set(), "[*].priority": {"int"}, "[*].src": {"str"}, "[*].srclen": {"int"},
+        "[*].dst": {"str"}, "[*].dstlen": {"int"}, "[*].fwmark": {"int"}, "[*].fwmask": {"int"},
+        "[*].iif": {"str"}, "[*].oif": {"str"}, "[*].table": {"int", "str"}, "[*].action": {"str"},
+    },
+    "routes": {
+        "": set(), "[*]": set(), "[*].dst": {"str"}, "[*].table": {"int", "str"}, "[*].type": {"str"},
+        "[*].dev": {"str"}, "[*].gateway": {"str"}, "[*].metric": {"int"},
+    },
+    "netns": {"": set(), "[*]": set(), "[*].name": {"str"}},
+    "nft": {
+        "": set(), ".nftables": set(), ".nftables[*]": {"dict"}, ".nftables[*].table": {"dict"},
+        ".nftables[*].set": set(), ".nftables[*].set.name": {"str"}, ".nftables[*].set.type": {"str"},
+        ".nftables[*].set.elem": {"list"}, ".nftables[*].chain": set(), ".nftables[*].chain.name": {"str"},
+        ".nftables[*].rule": {"dict"}, ".nftables[*].rule.expr": set(), ".nftables[*].rule.expr[*]": {"dict"},
+        # read where they match a set or set a mark; anything else is another kind of expression
+        ".nftables[*].rule.expr[*].match": ANY, ".nftables[*].rule.expr[*].match.right": ANY,
+        ".nftables[*].rule.expr[*].mangle": ANY, ".nftables[*].rule.expr[*].mangle.key": ANY,
+        ".nftables[*].rule.expr[*].mangle.value": ANY,
+    },
+}  # fmt: skip
+GROUP = {"links": "links", "rules4": "rules", "rules6": "rules", "routes4": "routes", "routes6": "routes",
+         "netns": "netns", "nft_client": "nft", "nft_gateway": "nft"}  # fmt: skip
+
+
+def json_cases():
+    """(input, pattern, fixture, path) for the first place each pattern occurs, client capture first."""
+    cases = {}
+    for key, group in GROUP.items():
+        for fixture in ("client", "gateway"):
+            item = load(fixture)[key]
+            if item["rc"] != 0 or not item["stdout"].strip():
+                continue
+            todo = [(json.loads(item["stdout"]), (), "")]
+            while todo:
+                value, path, pattern = todo.pop(0)
+                cases.setdefault((key, pattern), (key, pattern, fixture, path))
+                if pattern not in READ[group]:
+                    continue  # never read: nothing under it is either
+                if isinstance(value, dict):
+                    todo += [(v, (*path, k), "%s.%s" % (pattern, k)) for k, v in value.items()]
+                elif isinstance(value, list):
+                    todo += [(v, (*path, i), pattern + "[*]") for i, v in enumerate(value)]
+    return list(cases.values())
+
+
+def put(data, path, value):
+    if not path:
+        return value
+    data = copy.deepcopy(data)
+    node = data
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = value
+    return data
+
+
+def structure(report):
+    """The report without what says how it was read (and the lines and textfile made from it all)."""
+    return {k: v for k, v in report.items() if k not in ("unreadable", "lines", "metrics")}
+
+
+def check(report):
+    """What holds for every report: a textfile the strict parser reads, with one unreadable count per
+    input; lines of plain text, one per unreadable piece; no raw control character anywhere in either."""
+    samples = parse_metrics(report["metrics"])  # refuses a raw control character, too
+    for key in (*INPUTS, "settings"):
+        count = sum(1 for note in report["unreadable"] if note["input"] == key)
+        assert metric(samples, "splitroute_status_unreadable", what=key) == count
+    for line in report["lines"]:
+        assert isinstance(line, str) and not RAW_CONTROL.search(line), line
+    for note in report["unreadable"]:
+        assert not RAW_CONTROL.search(note["text"]) and "unreadable: " + note["text"] in report["lines"]
+    return samples
+
+
+def one_note(report, key, *words):
+    """The one note of the report, about KEY, naming each of WORDS."""
+    assert [n["input"] for n in report["unreadable"]] == [key], report["unreadable"]
+    text = report["unreadable"][0]["text"]
+    for word in words:
+        assert word in text, (word, text)
+    return text
+
+
+COMMANDS = {
+    "now": "date", "wg": "wg show all dump", "links": "ip link", "rules4": "ip -4 rule", "rules6": "ip -6 rule",
+    "routes4": "ip -4 route", "routes6": "ip -6 route", "netns": "ip netns",
+    "nft_client": "nft table inet splitroute", "nft_gateway": "nft table inet splitroute_gateway",
+}  # fmt: skip
+
+
+def dropped(raw, key, piece):
+    """RAW as if the command KEY had not printed the entry at PIECE (a path into its JSON)."""
+    raw = copy.deepcopy(raw)
+    data = json.loads(raw[key]["stdout"])
+    node = data
+    for step in piece[:-1]:
+        node = node[step]
+    del node[piece[-1]]
+    raw[key]["stdout"] = json.dumps(data)
+    return raw
+
+
+@pytest.mark.parametrize(("key", "pattern", "fixture", "path"), json_cases(), ids=str)
+def test_each_wrong_kind_in_each_json_field(key, pattern, fixture, path):
+    raw = load(fixture)
+    data = json.loads(raw[key]["stdout"])
+    baseline = status_report(raw, {"host": "h"})
+    accepted = READ[GROUP[key]].get(pattern, ANY)
+    # the piece a wrong value spoils: an entry of ip's list, or of nft's "nftables" list (None: the output)
+    depth = 2 if key.startswith("nft") else 1
+    piece = path[:depth] if len(path) >= depth else None
+    for kind, value in KINDS.items():
+        mutated = copy.deepcopy(raw)
+        mutated[key]["stdout"] = json.dumps(put(data, path, value))
+        report = status_report(mutated, {"host": "h"})
+        check(report)
+        if kind in accepted:
+            assert report["unreadable"] == [], (kind, report["unreadable"])
+            if pattern not in READ[GROUP[key]]:
+                assert report == baseline, kind  # never read
+        elif piece is None:
+            one_note(report, key, COMMANDS[key] + ": ")
+        else:
+            fields = [step for step in path[depth:] if isinstance(step, str)]
+            one_note(report, key, "%s: %s[%d]" % (COMMANDS[key], "nftables" if depth == 2 else "", piece[-1]),
+                     *fields[-1:])  # fmt: skip
+            # only that piece is left out
+            assert structure(report) == structure(status_report(dropped(raw, key, piece), {"host": "h"})), kind
+
+
+# `wg show all dump` is text: the wrong kinds of a field are text too ("missing" leaves the field out).
+WG_KINDS = {"missing": None, "int": "7", "str": "x", "list": "1,2", "empty": "", "ctrl": "wg\x01x"}
+WORDS = {"int", "str", "list"}  # what reads as a name, a key, an endpoint or a list of addresses
+NEVER = set(WG_KINDS) - {"missing"}  # the private and preshared keys: never read
+WG_FIELDS = {
+    # the gateway's dump: line 1 is wg0 itself, line 2 its first peer
+    1: [("interface", WORDS), ("private key", NEVER), ("public key", WORDS), ("listen port", {"int"}),
+        ("fwmark", {"int"})],
+    2: [("interface", WORDS), ("public key", WORDS), ("preshared key", NEVER), ("endpoint", WORDS),
+        ("allowed ips", WORDS), ("latest handshake", {"int"}), ("rx bytes", {"int"}), ("tx bytes", {"int"}),
+        ("persistent keepalive", {"int"})],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("line", "index"), [(line, index) for line, fields in WG_FIELDS.items() for index in range(len(fields))]
+)
+def test_each_wrong_kind_in_each_wg_dump_field(line, index):
+    raw = load("gateway")
+    settings = {"host": "h", "gateway_peers": [["laptop", fixture_wg("gateway")[0][1], "10.4.0.10"]]}
+    baseline = status_report(raw, settings)
+    lines = raw["wg"]["stdout"].split("\n")
+    name, accepted = WG_FIELDS[line][index]
+    without = copy.deepcopy(raw)
+    without["wg"]["stdout"] = "\n".join(lines[: line - 1] + lines[line:])
+    for kind, value in WG_KINDS.items():
+        fields = lines[line - 1].split("\t")
+        if value is None:
+            del fields[index]
+        else:
+            fields[index] = value
+        mutated = copy.deepcopy(raw)
+        mutated["wg"]["stdout"] = "\n".join(lines[: line - 1] + ["\t".join(fields)] + lines[line:])
+        report = status_report(mutated, settings)
+        check(report)
+        if kind in accepted:
+            assert report["unreadable"] == [], (kind, report["unreadable"])
+            if accepted is NEVER:
+                assert report == baseline
+        else:
+            one_note(report, "wg", "wg show all dump: line %d (interface " % line, "fields" if value is None else name)
+            assert structure(report) == structure(status_report(without, settings)), kind
+
+
+def test_each_wrong_kind_in_each_command_result():
+    """Each field of each command's result as the playbook registers it, and the result itself."""
+    raw = load("client")  # nft_gateway failed there (no such table): its stdout is not read
+    for key in INPUTS:
+        for field in (None, "rc", "stdout", "stderr"):
+            for kind, value in KINDS.items():
+                mutated = copy.deepcopy(raw)
+                if field is None:
+                    mutated[key] = value
+                else:
+                    mutated[key][field] = value
+                report = status_report(mutated, {"host": "h"})
+                check(report)
+                failed = raw[key]["rc"] != 0
+                # a failed command's stderr is its error (any text, escaped), a number is its exit status
+                if field == "stderr" or (field == "stdout" and failed) or (field == "rc" and kind == "int"):
+                    assert report["unreadable"] == [], (key, field, kind)
+                    if field == "stderr" and failed and isinstance(value, str):
+                        assert "%s: %s" % (COMMANDS[key], value.replace("\x01", "\\x01")) in report["errors"]
+                    elif field == "rc":
+                        first = raw[key]["stderr"].split("\n")[0] or "exit status 7"
+                        absent = first.startswith("Error: No such file")  # nft: no such table, not an error
+                        assert ("%s: %s" % (COMMANDS[key], first) in report["errors"]) is not absent
+                    continue
+                # the note names the field unless its text is what could not be read
+                one_note(report, key, COMMANDS[key] + ": ", *([field] if field and not isinstance(value, str) else []))
+
+
+SETTINGS_FIELDS = [
+    # (path into the settings, how a note names it, the kinds it accepts: null is "not given")
+    (("host",), "host", {"null", "str", "ctrl"}),  # the host label: any text, escaped where it is written
+    (("client_table",), "client_table", {"null", "str"}),
+    (("client_priority_base",), "client_priority_base", {"null", "int"}),
+    (("client_tunnels",), "client_tunnels", {"null"}),
+    (("client_tunnels", 0), "client_tunnels[0]", {"null", "str"}),
+    (("gateway_table",), "gateway_table", {"null", "str"}),
+    (("gateway_priority_base",), "gateway_priority_base", {"null", "int"}),
+    (("gateway_table_base",), "gateway_table_base", {"null", "int"}),
+    (("gateway_interface",), "gateway_interface", {"null", "str"}),
+    (("gateway_peers",), "gateway_peers", {"null"}),
+    (("gateway_peers", 0), "gateway_peers[0]", {"dict"}),  # a peer without a name is left out, as before
+    (("gateway_peers", 0, 0), "gateway_peers[0].name", {"null", "str"}),
+    (("gateway_peers", 0, 1), "gateway_peers[0].public_key", {"null", "str"}),
+    (("gateway_peers", 0, 2), "gateway_peers[0].address", {"null", "str"}),
+    (("gateway_peers", 1, "name"), "gateway_peers[1].name", {"null", "str"}),
+    (("gateway_peers", 1, "public_key"), "gateway_peers[1].public_key", {"null", "str"}),
+    (("gateway_peers", 1, "address"), "gateway_peers[1].address", {"null", "str"}),
+    (("gateway_providers",), "gateway_providers", {"null"}),
+    (("gateway_providers", 0), "gateway_providers[0]", {"null", "str"}),
+]
+
+
+@pytest.mark.parametrize(("path", "where", "accepted"), SETTINGS_FIELDS, ids=[w for _p, w, _a in SETTINGS_FIELDS])
+def test_each_wrong_kind_in_each_setting(path, where, accepted):
+    raw = load("gateway")
+    settings = {
+        "host": "gw-1", "client_table": "splitroute", "client_priority_base": 1000, "client_tunnels": ["wg0"],
+        "gateway_table": "splitroute_gateway", "gateway_priority_base": 2000, "gateway_table_base": 200,
+        "gateway_interface": "wg0", "gateway_providers": ["vpnco"],
+        "gateway_peers": [
+            ["laptop", fixture_wg("gateway")[0][1], "10.4.0.10"],
+            {"name": "phone", "public_key": "", "address": "10.4.0.130"},
+        ],
+    }  # fmt: skip
+    for kind, value in KINDS.items():
+        report = status_report(raw, put(settings, path, value))
+        check(report)
+        if kind in accepted:
+            assert report["unreadable"] == [], (kind, report["unreadable"])
+        else:
+            one_note(report, "settings", "settings: " + where)  # a list of one number: its [0]
+
+
+def test_a_control_character_in_one_name_affects_only_that_interface():
+    """One WireGuard interface named "wg\\x01" next to the client's tunnel wg0: the tunnel is up and
+    reported as it is, and only the pieces with that name are left out, each named, escaped."""
+    raw = load("client")
+    # as `ip -j` prints it (iproute2 6.1 escapes only \\t \\n \\r \\b \\f \\\\ and " in a string)
+    raw["links"]["stdout"] = raw["links"]["stdout"][:-1] + (
+        ',{"ifindex":9,"ifname":"wg\x01","flags":["POINTOPOINT","NOARP","UP","LOWER_UP"],"mtu":1420}]'
+    )
+    raw["routes6"]["stdout"] = raw["routes6"]["stdout"][:-1] + (
+        ',{"dst":"fe80::/64","dev":"wg\x01","protocol":"kernel","metric":256,"flags":[],"pref":"medium"}]'
+    )
+    with pytest.raises(ValueError, match="Invalid control character"):
+        json.loads(raw["links"]["stdout"])  # not JSON to a strict reader
+    # as `wg show all dump` prints it (the name as it is)
+    raw["wg"]["stdout"] += "\nwg\x01\t(hidden)\tpub=\t51821\toff\nwg\x01\tpeer=\t(none)\t(none)\t(none)\t0\t0\t0\toff"
+    clean = status_report(load("client"), {"host": "laptop-1"})
+    routes = len(json.loads(load("client")["routes6"]["stdout"]))  # the index of the one added
+    report = status_report(raw, {"host": "laptop-1"})
+    samples = check(report)
+
+    assert structure(report) == structure(clean)
+    (tunnel,) = report["client"]["tunnels"]
+    assert tunnel["name"] == "wg0" and tunnel["up"] and report["problems"] == [] and report["errors"] == []
+    assert [(n["input"], n["text"]) for n in report["unreadable"]] == [
+        ("wg", "wg show all dump: line 3 (interface 'wg\\x01'): interface: 'wg\\x01' has a control character"),
+        ("wg", "wg show all dump: line 4 (interface 'wg\\x01'): interface: 'wg\\x01' has a control character"),
+        ("links", "ip link: [3] (interface 'wg\\x01'): ifname: 'wg\\x01' has a control character"),
+        ("routes6", "ip -6 route: [%d] (dst 'fe80::/64'): dev: 'wg\\x01' has a control character" % routes),
+    ]
+    assert report["lines"][0].startswith("laptop-1: client configured, gateway not configured, no problems, "
+                                          "4 unreadable pieces skipped (at ")  # fmt: skip
+    assert report["lines"][1:-4] == clean["lines"][1:]
+    assert metric(samples, "splitroute_tunnel_up", interface="wg0") == 1
+    assert metric(samples, "splitroute_status_unreadable", what="wg") == 2
+    assert metric(samples, "splitroute_status_unreadable", what="links") == 1
+    assert metric(samples, "splitroute_status_unreadable", what="routes6") == 1
+    assert {labels for (_n, labels), _v in samples.items()} >= {labels for (_n, labels), _v in
+                                                                parse_metrics(clean["metrics"]).items()}  # fmt: skip
+
+
+def test_control_characters_in_the_settings_are_escaped_in_the_lines_and_the_textfile():
+    raw = load("client")
+    report = status_report(raw, {"host": "lab\x01\x1b[31m\u2028b", "client_tunnels": ["wg0", "wg\x1c1"]})
+    samples = check(report)
+    assert report["lines"][0].startswith("lab\\x01\\x1b[31m\\u2028b: client configured")
+    assert metric(samples, "splitroute_problems", host="lab\\\\x01\\\\x1b[31m\\\\u2028b") == 0
+    assert one_note(report, "settings") == "settings: client_tunnels[1]: 'wg\\x1c1' has a control character"
+    assert [t["name"] for t in report["client"]["tunnels"]] == ["wg0"]
+
+
+def test_output_of_any_shape_is_read_or_noted():
+    """Shapes no field-by-field case makes: deep nesting, huge numbers, a line break inside a name."""
+    raw = load("client")
+    raw["rules4"]["stdout"] = "[" * 100000 + "]" * 100000
+    raw["routes4"]["stdout"] = '[{"dst":"default","table":"100","metric":%s}]' % ("9" * 5000)
+    raw["wg"]["stdout"] += "\nwg\x1c0\t(hidden)\tpub=\t1\toff\n\n" + "\t".join(
+        ["wg1", "pub=", "(none)", "(none)", "(none)", "9" * 23, "0", "0", "off"]
+    )
+    raw["now"]["stdout"] = "1e9"
+    report = status_report(raw, {"client_priority_base": "9" * 5000})
+    check(report)
+    assert {n["input"] for n in report["unreadable"]} == {"rules4", "routes4", "wg", "now", "settings"}
