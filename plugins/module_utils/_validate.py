@@ -200,7 +200,7 @@ def want_int(value, what, lo=None, hi=None):
         return None, "%s: must be a number, not a boolean" % what
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and re.fullmatch(r"(?:0[xX][0-9A-Fa-f]+|-?[0-9]+)", value.strip()):
+    elif isinstance(value, str) and re.fullmatch(r"(?:0[xX][0-9A-Fa-f]{1,16}|-?[0-9]{1,20})", value.strip()):
         number = int(value.strip(), 0) if value.strip().lower().startswith("0x") else int(value.strip(), 10)
     else:
         return None, "%s: must be a number, not %r" % (what, value)

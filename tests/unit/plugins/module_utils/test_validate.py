@@ -85,6 +85,7 @@ def test_types():
     assert want_int("0x10", "fwmark") == (16, None)
     assert want_int(True, "x")[1] == "x: must be a number, not a boolean"
     assert want_int("5x", "x")[1] == "x: must be a number, not '5x'"
+    assert want_int("9" * 5000, "x")[0] is None  # past Python's int() digit limit: refused, never a ValueError
     assert want_int(70000, "port", 1, 65535)[1] == "port: 70000 is outside 1-65535"
     assert want_bool("false", "x") == (False, None)
     assert want_bool("maybe", "x")[1] == "x: must be true or false, not 'maybe'"
