@@ -14,17 +14,29 @@ description:
     peer subnet that do not overlap, each with an exit), the peers (address inside the subnet and in a class, unique
     names, addresses and public keys) and the providers, and fails with one message listing every problem, before the
     role changes anything.
-  - Secrets (the profile, the password) are not copied into the plan; the role reads them from its variable by
-    the provider's C(index).
-  - Also checks everything that reaches a configuration file - interface names, DNS upstreams and split-horizon
-    records, the endpoint given to unmanaged peers - so that no value can add a line to one.
+  - Secrets are not copied into the plan, so that it can be printed (C(set_fact) at C(-v)) - the providers' profiles
+    and passwords are read from the role's variable by the provider's C(index), and a peer's C(preshared_key) is
+    only V(true) or V(false) in the plan. C(gateway_secrets) (in the same file) gives the preshared keys by peer
+    name to the C(no_log) tasks that write them. No message includes a key, a profile or a password.
+  - Also checks everything that reaches a configuration file - interface names, every address and network (the
+    collection's one address parser, which refuses IPv6 scope ids such as C(fd00::1%x), control characters and
+    what is not a string), DNS upstreams and split-horizon records, the endpoint given to unmanaged peers - so that
+    no value can add a line to one.
+  - A wrong type is refused with the variable and its path (for example C(splitroute_gateway_peers[1].name) must be
+    a string), never with a traceback; a string where a list is expected is refused, never split into characters;
+    numbers may be digit strings (as C(-e) gives them).
+  - The routing tables (O(settings.table_base) + one per provider) and the rule priorities the role owns
+    (O(settings.priority_base) to +199) must hold none of the kernel's (tables 0, 253-255; rules 0, 32766,
+    32767). The veth networks are sized by arithmetic, never listed, and must be /16-/30 (IPv6 /48-/126) with room
+    for one /30 (/126) per provider.
   - A peer without C(public_key) is unmanaged (a phone, a laptop) - the role generates its key on the controller and
     writes its client configuration; it may carry C(allowed_ips) for that configuration, and needs O(settings.endpoint).
   - Returns the plan - each peer with its exit, each provider with its routing table, rule priority, veth names and
     addresses, the ranges that leave through it and its resolver (port and upstreams).
   - IPv6 is optional - with C(address6) set, classes may carry C(range6) and peers C(address6) (in a class with the
     same exit as their IPv4 address); each provider gets a /126 of C(veth_network6).
-  - The same file provides C(gateway_genkey) (a new WireGuard private key, base64) and C(gateway_pubkey) (the public
+  - The same file provides C(gateway_secrets) (the peers' preshared keys by name, for C(no_log) tasks only),
+    C(gateway_genkey) (a new WireGuard private key, base64) and C(gateway_pubkey) (the public
     key of a private key), which the role uses for unmanaged peers on the controller.
 options:
   _input:
@@ -68,7 +80,6 @@ _value:
 
 import base64
 import ipaddress
-import itertools
 import re
 import secrets
 
@@ -80,7 +91,18 @@ try:  # ansible-core requires cryptography; gateway_pubkey says so clearly if it
 except ImportError:
     X25519PrivateKey = None
 
-from ansible_collections.splitroute.vpn.plugins.module_utils._validate import check_ifname, check_program
+from ansible_collections.splitroute.vpn.plugins.module_utils._validate import (
+    check_ifname,
+    check_priorities,
+    check_program,
+    check_tables,
+    parse_address,
+    parse_interface,
+    parse_network,
+    want_int,
+    want_list,
+    want_str,
+)
 
 _NAME = re.compile(r"^[a-z][a-z0-9]{0,9}\Z")
 _PEER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
@@ -91,6 +113,27 @@ _PROVIDER_KEYS = {"name", "config", "server", "port", "proto", "username", "pass
 _CLASS_KEYS = {"range", "range6", "exit"}
 _RECORD_KEYS = {"name", "address"}
 
+PEERS = "splitroute_gateway_peers"
+CLASSES = "splitroute_gateway_classes"
+PROVIDERS = "splitroute_gateway_providers"
+# The role's variable behind each of the settings (the role passes them under these keys).
+_SETTINGS = (
+    "address address6 veth_network veth_network6 table_base priority_base local_networks state wireguard_userspace"
+    " interface uplink port mtu dns_upstreams dns_records dns_port_base endpoint endpoint_port"
+)
+VARIABLES = dict(
+    {key: "splitroute_gateway_" + key for key in _SETTINGS.split()}, keepalive="splitroute_gateway_peer_keepalive"
+)
+
+# The role owns priorities priority_base .. +199: exclusions at the base and the local networks just
+# above it, the providers' classes from +100 (one priority each).
+_PRIORITY_SPAN = 200
+_MAX_LOCAL_NETWORKS = 99
+_MAX_PROVIDERS = 100
+# Each provider takes a /30 (a /126) of the veth network; a shorter prefix than this is a mistake
+# (the network is sized, never listed, so any prefix would cost nothing to hold).
+_VETH_PREFIX = {4: (16, 30), 6: (48, 126)}
+
 
 def _key(value):
     try:
@@ -99,86 +142,131 @@ def _key(value):
         return False
 
 
-def _net(value):
-    try:
-        return ipaddress.ip_network(str(value), strict=True)
-    except ValueError:
-        return None
+def _given(value):
+    """None and "" mean "not given" (the role's defaults are empty strings)."""
+    return not (value is None or (isinstance(value, str) and value == ""))
 
 
-def _int(value, default):
-    try:
-        return int(default if value is None else value)
-    except (TypeError, ValueError):
+def _required(item, key, path, errors):
+    """ITEM[KEY], or None with an error when it is missing."""
+    value = item.get(key)
+    if not _given(value):
+        errors.append("%s.%s: is required" % (path, key))
         return None
+    return value
+
+
+def _string(value, what, errors):
+    text, error = want_str(value, what)
+    if error:
+        errors.append(error)
+    return text
+
+
+def _number(value, default, what, errors, lo, hi, rule=None):
+    number, error = want_int(default if value is None else value, what, lo, hi)
+    if error:
+        errors.append("%s (%s)" % (error, rule) if rule else error)
+    return number
+
+
+def _parsed(parse, value, what, errors, **kwargs):
+    obj, error = parse(value, what=what, **kwargs)
+    if error:
+        errors.append(error)
+    return obj
 
 
 def _addresses(raw, what, errors, version=None):
     """A list of IP addresses (each checked, of VERSION when given), as strings."""
-    if not isinstance(raw, list):
-        errors.append("%s must be a list of IP addresses" % what)
+    values, error = want_list(raw, what)
+    if error:
+        errors.append(error)
         return []
     out = []
-    for value in raw:
-        try:
-            addr = ipaddress.ip_address(str(value))
-        except ValueError:
-            errors.append("%s: %r is not an IP address" % (what, value))
-            continue
-        if version is not None and addr.version != version:
-            errors.append("%s: %s is not an IPv%d address" % (what, addr, version))
-            continue
-        out.append(str(addr))
+    for index, value in enumerate(values):
+        addr = _parsed(parse_address, value, "%s[%d]" % (what, index), errors, version=version)
+        if addr is not None:
+            out.append(str(addr))
     return out
 
 
-def _entries(raw, kind, known, name_re, name_rule, errors):
-    """Yield (index, item, name, label) for each dict of RAW, noting what is not a dict, unknown
-    keys, a name that breaks NAME_RULE and a name used twice."""
+def _list(raw, what, errors):
+    values, error = want_list(raw, what)
+    if error:
+        errors.append(error)
+        return []
+    return values
+
+
+def _entries(raw, var, kind, known, name_re, name_rule, errors):
+    """Yield (index, path, item, name, label) for each dict of RAW (the role's variable VAR), noting what is
+    not a dict, unknown keys, a name that breaks NAME_RULE and a name used twice. LABEL is
+    "KIND NAME" for a valid name, else the path."""
     seen = set()
     for index, item in enumerate(raw):
+        path = "%s[%d]" % (var, index)
         if not isinstance(item, dict):
-            errors.append("%s #%d is not a dict" % (kind, index))
+            errors.append("%s: must be a dict, not %s" % (path, type(item).__name__))
             continue
-        name = item.get("name")
-        label = "%s %s" % (kind, name if isinstance(name, str) else "#%d" % index)
-        unknown = sorted(set(item) - known)
+        unknown = sorted(str(key) for key in set(item) - known)
         if unknown:
-            errors.append("%s: unknown keys %s" % (label, ", ".join(unknown)))
-        if not isinstance(name, str) or not name_re.match(name):
-            errors.append("%s: %s" % (label, name_rule))
-        elif name in seen:
-            errors.append("%s: name used twice" % label)
-        seen.add(name)
-        yield index, item, name, label
+            errors.append("%s: unknown keys %s" % (path, ", ".join(unknown)))
+        name = _required(item, "name", path, errors)
+        label = path
+        if name is not None:
+            name = _string(name, path + ".name", errors)
+        if name is not None and not name_re.match(name):
+            errors.append("%s.name %r: %s" % (path, name, name_rule))
+            name = None
+        if name is not None:
+            label = "%s %s" % (kind, name)
+            if name in seen:
+                errors.append("%s: name used twice" % label)
+            seen.add(name)
+        yield index, path, item, name, label
+
+
+def _one_line(value, what, errors):
+    """An optional secret on one line; its value is never part of a message."""
+    if not _given(value):
+        return False
+    if not isinstance(value, str):
+        errors.append("%s: must be a string, not %s" % (what, type(value).__name__))
+        return False
+    if "\n" in value or "\r" in value:
+        errors.append("%s: must be a string on one line" % what)
+    return True
 
 
 def _providers(raw, dns_upstreams, errors):
     out = []
-    names = "name must be 1-10 lowercase letters or digits, starting with a letter"
-    for index, item, name, label in _entries(raw, "provider", _PROVIDER_KEYS, _NAME, names, errors):
-        try:
-            server = ipaddress.IPv4Address(str(item.get("server")))
-        except ValueError:
-            errors.append("%s: server must be the provider's IPv4 address, got %r" % (label, item.get("server")))
+    names = "must be 1-10 lowercase letters or digits, starting with a letter"
+    for index, path, item, name, label in _entries(raw, PROVIDERS, "provider", _PROVIDER_KEYS, _NAME, names, errors):
+        server = item.get("server")
+        if _given(server):
+            server = _parsed(parse_address, server, path + ".server", errors, version=4)
+        else:
+            errors.append("%s.server: is required (the provider's IPv4 address)" % path)
             server = None
-        port = _int(item.get("port"), 1194)
-        if port is None or not 0 < port < 65536:
-            errors.append("%s: port must be 1-65535" % label)
-        proto = item.get("proto", "udp")
-        if proto not in ("udp", "tcp"):
-            errors.append("%s: proto must be udp or tcp" % label)
-        if not isinstance(item.get("config"), str) or not item.get("config", "").strip():
+        port = _number(item.get("port"), 1194, path + ".port", errors, 1, 65535)
+        proto = _string(item.get("proto", "udp"), path + ".proto", errors)
+        if proto is not None and proto not in ("udp", "tcp"):
+            errors.append("%s.proto: must be udp or tcp" % path)
+        config = item.get("config")  # the profile holds keys: never part of a message
+        if not _given(config):
+            errors.append("%s.config: is required (the OpenVPN client profile)" % path)
+        elif not isinstance(config, str):
+            errors.append("%s.config: must be a string, not %s" % (path, type(config).__name__))
+        elif not config.strip():
             errors.append("%s: config (the OpenVPN client profile) is empty" % label)
-        if bool(item.get("username")) != bool(item.get("password")):
+        has_user = _one_line(item.get("username"), path + ".username", errors)
+        has_password = _one_line(item.get("password"), path + ".password", errors)
+        if has_user != has_password:
             errors.append("%s: give both username and password, or neither" % label)
-        for field in ("username", "password"):
-            value = item.get(field)
-            if value and (not isinstance(value, str) or "\n" in value or "\r" in value):
-                errors.append("%s: %s must be a string on one line" % (label, field))
         # The provider's resolver sends its queries from the veth's IPv4 address into the namespace.
         if item.get("dns_upstreams") is not None:
-            upstreams = _addresses(item["dns_upstreams"], "%s: dns_upstreams" % label, errors, version=4)
+            upstreams = _addresses(item["dns_upstreams"], path + ".dns_upstreams", errors, version=4)
         else:
             upstreams = [a for a in dns_upstreams if ipaddress.ip_address(a).version == 4]
         if not upstreams:
@@ -190,7 +278,7 @@ def _providers(raw, dns_upstreams, errors):
                 "port": port,
                 "proto": proto,
                 "index": index,
-                "has_auth": bool(item.get("username")),
+                "has_auth": has_user and has_password,
                 "dns_upstreams": upstreams,
             }
         )
@@ -198,90 +286,116 @@ def _providers(raw, dns_upstreams, errors):
 
 
 def _records(raw, errors):
-    if not isinstance(raw, list):
-        errors.append("splitroute_gateway_dns_records must be a list")
-        return []
     out = []
-    for index, item in enumerate(raw):
-        if not isinstance(item, dict) or set(item) - _RECORD_KEYS:
-            errors.append("DNS record #%d must be a dict with keys name and address" % index)
+    var = VARIABLES["dns_records"]
+    for index, item in enumerate(_list(raw, var, errors)):
+        path = "%s[%d]" % (var, index)
+        if not isinstance(item, dict):
+            errors.append("%s: must be a dict with keys name and address, not %s" % (path, type(item).__name__))
             continue
-        name = item.get("name")
-        if not isinstance(name, str) or not _DNS_NAME.match(name):
-            errors.append("DNS record #%d: name %r is not a DNS name" % (index, name))
-            continue
-        try:
-            addr = ipaddress.ip_address(str(item.get("address")))
-        except ValueError:
-            errors.append("DNS record %s: address %r is not an IP address" % (name, item.get("address")))
-            continue
-        out.append({"name": name.rstrip("."), "address": str(addr)})
+        unknown = sorted(str(key) for key in set(item) - _RECORD_KEYS)
+        if unknown:
+            errors.append("%s: unknown keys %s (a record has name and address)" % (path, ", ".join(unknown)))
+        name = _required(item, "name", path, errors)
+        if name is not None:
+            name = _string(name, path + ".name", errors)
+        if name is not None and not _DNS_NAME.match(name):
+            errors.append("%s.name %r is not a DNS name" % (path, name))
+            name = None
+        addr = _required(item, "address", path, errors)
+        if addr is not None:
+            addr = _parsed(parse_address, addr, path + ".address", errors)
+        if name is not None and addr is not None:
+            out.append({"name": name.rstrip("."), "address": str(addr)})
     return out
 
 
 def _endpoint(value, errors, needed_by):
     """The endpoint host given to unmanaged peers: an IP address or a DNS name, as written in Endpoint =."""
-    if value in (None, ""):
+    what = VARIABLES["endpoint"]
+    if not _given(value):
         if needed_by:
             errors.append(
-                "splitroute_gateway_endpoint (the gateway's public address or name) is needed by the peers"
-                " without public_key: %s" % ", ".join(needed_by)
+                "%s (the gateway's public address or name) is needed by the peers"
+                " without public_key: %s" % (what, ", ".join(needed_by))
             )
         return None
-    try:
-        addr = ipaddress.ip_address(str(value))
-    except ValueError:
-        if isinstance(value, str) and _DNS_NAME.match(value):
-            return value
-        errors.append("splitroute_gateway_endpoint %r is neither an IP address nor a DNS name" % (value,))
+    text = _string(value, what, errors)
+    if text is None:
         return None
-    return "[%s]" % addr if addr.version == 6 else str(addr)
+    addr, _error = parse_address(text, what=what)
+    if addr is not None:
+        return "[%s]" % addr if addr.version == 6 else str(addr)
+    if _DNS_NAME.match(text):
+        return text
+    errors.append("%s %r is neither an IP address (without a scope id) nor a DNS name" % (what, text))
+    return None
 
 
 def _settings(settings, errors):
-    """Role-wide values that reach configuration files."""
-    for field, what in (("interface", "splitroute_gateway_interface"), ("uplink", "splitroute_gateway_uplink")):
+    """Role-wide values that reach configuration files and commands."""
+    for field in ("interface", "uplink"):
         if field in settings:
-            err = check_ifname(settings[field], what)
+            err = check_ifname(settings[field], VARIABLES[field])
             if err:
                 errors.append(err)
-    port = _int(settings.get("port"), 51820)
-    if port is None or not 0 < port < 65536:
-        errors.append("splitroute_gateway_port must be 1-65535")
-    mtu = _int(settings.get("mtu"), 1420)
-    if mtu is None or not 576 <= mtu <= 65535:
-        errors.append("splitroute_gateway_mtu must be 576-65535")
-    endpoint_port = _int(settings.get("endpoint_port"), 0)
-    if endpoint_port is None or not 0 <= endpoint_port < 65536:
-        errors.append("splitroute_gateway_endpoint_port must be 0 (the listen port) or 1-65535")
-        endpoint_port = 0
-    keepalive = _int(settings.get("keepalive"), 25)
-    if keepalive is None or not 0 <= keepalive < 65536:
-        errors.append("splitroute_gateway_peer_keepalive must be 0 (off) or 1-65535 seconds")
-    dns_port_base = _int(settings.get("dns_port_base"), 5300)
-    if dns_port_base is None or not 1024 <= dns_port_base < 65536:
-        errors.append("splitroute_gateway_dns_port_base must be 1024-65535")
-        dns_port_base = None
+    err = check_program(settings.get("wireguard_userspace"), VARIABLES["wireguard_userspace"])
+    if err:
+        errors.append(err)
+    state = _string(settings.get("state", "present"), VARIABLES["state"], errors)
+    if state is not None and state not in ("present", "absent"):
+        errors.append("%s: must be present or absent" % VARIABLES["state"])
+    endpoint_port = _number(
+        settings.get("endpoint_port"), 0, VARIABLES["endpoint_port"], errors, 0, 65535, "0 is the listen port"
+    )
+    port = _number(settings.get("port"), 51820, VARIABLES["port"], errors, 1, 65535)
     return {
+        "state": state,
         "port": port,
+        "mtu": _number(settings.get("mtu"), 1420, VARIABLES["mtu"], errors, 576, 65535),
         "endpoint_port": endpoint_port or port,
-        "dns_port_base": dns_port_base,
-        "keepalive": keepalive,
+        "keepalive": _number(settings.get("keepalive"), 25, VARIABLES["keepalive"], errors, 0, 65535, "0 is off"),
+        "dns_port_base": _number(settings.get("dns_port_base"), 5300, VARIABLES["dns_port_base"], errors, 1024, 65535),
+        "table_base": _number(settings.get("table_base"), 200, VARIABLES["table_base"], errors, None, None),
+        "priority_base": _number(settings.get("priority_base"), 2000, VARIABLES["priority_base"], errors, None, None),
     }
 
 
-def _address6(item, label, v6, exit_, errors):
+def _veth_network(value, default, version, outside, errors):
+    """The network cut into one /30 (/126) per provider; sized, never listed."""
+    what = VARIABLES["veth_network" if version == 4 else "veth_network6"]
+    net = _parsed(parse_network, default if value is None else value, what, errors, version=version)
+    if net is None:
+        return None
+    shortest, longest = _VETH_PREFIX[version]
+    if not shortest <= net.prefixlen <= longest:
+        errors.append("%s %s must be a /%d to /%d (a /%d for each provider)" % (what, net, shortest, longest, longest))
+        return None
+    if outside is not None and net.overlaps(outside):
+        errors.append("%s %s must lie outside the peer subnet %s" % (what, net, outside))
+        return None
+    return net
+
+
+def _veth_slot(net, index):
+    """The INDEXth /30 (IPv4) or /126 (IPv6) of NET, and its first two addresses, by arithmetic."""
+    prefix = 30 if net.version == 4 else 126
+    first = int(net.network_address) + index * 4
+    slot = (ipaddress.IPv4Network if net.version == 4 else ipaddress.IPv6Network)((first, prefix))
+    return slot, slot.network_address + 1, slot.network_address + 2
+
+
+def _address6(item, path, label, v6, exit_, errors):
     """A peer's IPv6 address: in the IPv6 subnet, in a class with the same exit as its IPv4 address."""
     value = item.get("address6")
-    if value in (None, ""):
+    if not _given(value):
         return None
+    iface = _parsed(parse_interface, value, path + ".address6", errors, version=6)
+    if iface is None:
+        return None
+    addr = iface.ip
     if v6 is None:
         errors.append("%s: address6 needs splitroute_gateway_address6 (the gateway's IPv6 address)" % label)
-        return None
-    try:
-        addr = ipaddress.IPv6Address(str(value).split("/", maxsplit=1)[0])
-    except ValueError:
-        errors.append("%s: address6 must be an IPv6 address, got %r" % (label, value))
         return None
     subnet6 = v6["iface"].network
     if addr not in subnet6:
@@ -300,52 +414,66 @@ def _address6(item, label, v6, exit_, errors):
     return addr
 
 
+def _allowed_ips(item, path, label, managed, errors):
+    """The AllowedIPs of an unmanaged peer's client configuration."""
+    raw = item.get("allowed_ips")
+    if raw is None:
+        if managed:
+            return []
+        return ["0.0.0.0/0", "::/0"] if _given(item.get("address6")) else ["0.0.0.0/0"]
+    if managed:
+        errors.append("%s: allowed_ips is only for peers without public_key (their client configuration)" % label)
+        return []
+    values = _list(raw, path + ".allowed_ips", errors)
+    if isinstance(raw, list) and not values:
+        errors.append("%s: allowed_ips must be a non-empty list of networks" % label)
+    out = []
+    for index, value in enumerate(values):
+        net = _parsed(parse_network, value, "%s.allowed_ips[%d]" % (path, index), errors)
+        if net is not None:
+            out.append(str(net))
+    return out
+
+
+def _peer_keys(item, path, label, keys_needed, seen_keys, errors):
+    """(public key or None, managed, has a preshared key). Key values never reach a message."""
+    key = item.get("public_key")
+    managed = _given(key)
+    psk = item.get("preshared_key")
+    if not keys_needed:  # state absent: removing the gateway needs no peer key
+        return None, managed, False
+    if not managed:
+        key = None
+    elif not isinstance(key, str):
+        errors.append("%s.public_key: must be a string, not %s" % (path, type(key).__name__))
+        key = None
+    elif not _key(key):
+        errors.append("%s: public_key is not a WireGuard key (base64 of 32 bytes)" % label)
+    elif key in seen_keys:
+        errors.append("%s: public_key is the same as %s's" % (label, seen_keys[key]))
+    else:
+        seen_keys[key] = label
+    if not _given(psk):
+        return key, managed, False
+    if not isinstance(psk, str):
+        errors.append("%s.preshared_key: must be a string, not %s" % (path, type(psk).__name__))
+    elif not _key(psk):
+        errors.append("%s: preshared_key is not a WireGuard key" % label)
+    return key, managed, True
+
+
 def _peers(peers, subnet, iface, ranges, errors, v6=None, keys_needed=True):
     out_peers = []
     seen_keys, seen_addrs = {}, {}
-    names = "name must be letters, digits, '.', '_' or '-'"
-    for _index, item, name, label in _entries(peers, "peer", _PEER_KEYS, _PEER_NAME, names, errors):
-        key = item.get("public_key")
-        managed = key not in (None, "")
-        if not managed:
-            key = None
-        elif not keys_needed:
-            key = None  # state absent: removing the gateway needs no peer key
-        elif not _key(key):
-            errors.append("%s: public_key is not a WireGuard key (base64 of 32 bytes)" % label)
-        elif key in seen_keys:
-            errors.append("%s: public_key is the same as peer %s's" % (label, seen_keys[key]))
-        else:
-            seen_keys[key] = name
-        psk = item.get("preshared_key") or ""
-        if not keys_needed:
-            psk = ""
-        if psk and not _key(psk):
-            errors.append("%s: preshared_key is not a WireGuard key" % label)
-        allowed = []
-        if item.get("allowed_ips") is not None:
-            if managed:
-                errors.append(
-                    "%s: allowed_ips is only for peers without public_key (their client configuration)" % label
-                )
-            elif not isinstance(item["allowed_ips"], list) or not item["allowed_ips"]:
-                errors.append("%s: allowed_ips must be a non-empty list of networks" % label)
-            else:
-                for value in item["allowed_ips"]:
-                    net = _net(value)
-                    if net is None:
-                        errors.append(
-                            "%s: allowed_ips %r is not a network in CIDR form (host bits zero)" % (label, value)
-                        )
-                    else:
-                        allowed.append(str(net))
-        elif not managed:
-            allowed = ["0.0.0.0/0", "::/0"] if item.get("address6") not in (None, "") else ["0.0.0.0/0"]
-        try:
-            addr = ipaddress.IPv4Address(str(item.get("address")).split("/", maxsplit=1)[0])
-        except ValueError:
-            errors.append("%s: address must be an IPv4 address, got %r" % (label, item.get("address")))
+    names = "must be letters, digits, '.', '_' or '-' (at most 63, starting with a letter or digit)"
+    for _index, path, item, name, label in _entries(peers, PEERS, "peer", _PEER_KEYS, _PEER_NAME, names, errors):
+        key, managed, psk = _peer_keys(item, path, label, keys_needed, seen_keys, errors)
+        allowed = _allowed_ips(item, path, label, managed, errors)
+        value = _required(item, "address", path, errors)
+        addr = _parsed(parse_interface, value, path + ".address", errors, version=4) if value is not None else None
+        if addr is None:
             continue
+        addr = addr.ip
         exit_ = None
         if addr not in subnet:
             errors.append("%s: address %s is outside the peer subnet %s" % (label, addr, subnet))
@@ -355,18 +483,21 @@ def _peers(peers, subnet, iface, ranges, errors, v6=None, keys_needed=True):
             exit_ = next((e for net, e in ranges if addr in net), None)
             if exit_ is None:
                 errors.append("%s: address %s is in no address class" % (label, addr))
+        # the parsed addresses are compared, never their spelling
         if addr in seen_addrs:
-            errors.append("%s: address %s is peer %s's too" % (label, addr, seen_addrs[addr]))
-        seen_addrs[addr] = name
-        addr6 = _address6(item, label, v6, exit_, errors)
+            errors.append("%s: address %s is %s's too" % (label, addr, seen_addrs[addr]))
+        seen_addrs[addr] = label
+        addr6 = _address6(item, path, label, v6, exit_, errors)
         if addr6 is not None:
             if addr6 in seen_addrs:
-                errors.append("%s: address6 %s is peer %s's too" % (label, addr6, seen_addrs[addr6]))
-            seen_addrs[addr6] = name
+                errors.append("%s: address6 %s is %s's too" % (label, addr6, seen_addrs[addr6]))
+            seen_addrs[addr6] = label
         out_peers.append(
             {
                 "name": name,
                 "public_key": key,
+                # only whether there is one: the plan is printed (set_fact at -v), the key is a secret
+                # (gateway_secrets gives it to the no_log tasks that write it)
                 "preshared_key": psk,
                 "address": str(addr),
                 "address6": str(addr6) if addr6 is not None else None,
@@ -378,39 +509,60 @@ def _peers(peers, subnet, iface, ranges, errors, v6=None, keys_needed=True):
     return out_peers
 
 
-def _ipv6(settings, subnet, errors):
+def _ipv6(settings, errors):
     """The IPv6 side (None when splitroute_gateway_address6 is empty): the gateway's address and the veth network."""
     value = settings.get("address6")
-    if value in (None, ""):
+    if not _given(value):
         return None
-    try:
-        if "/" not in str(value):
-            raise ValueError
-        iface = ipaddress.IPv6Interface(str(value))
-    except ValueError:
-        errors.append("splitroute_gateway_address6 must be an IPv6 ADDRESS/PREFIX, got %r" % (value,))
+    what = VARIABLES["address6"]
+    iface = _parsed(parse_interface, value, what, errors, version=6, prefix_required=True)
+    if iface is None:
         return None
     if iface.network.prefixlen > 120:
-        errors.append("splitroute_gateway_address6's prefix must be /120 or shorter")
-    veth = _net(settings.get("veth_network6", "fd00:255:255::/64"))
-    if veth is None or veth.version != 6 or veth.prefixlen > 126 or veth.overlaps(iface.network):
-        errors.append(
-            "splitroute_gateway_veth_network6 must be an IPv6 network (/126 or shorter) outside the peer subnet"
-        )
-        veth = None
+        errors.append("%s's prefix must be /120 or shorter" % what)
+    veth = _veth_network(settings.get("veth_network6"), "fd00:255:255::/64", 6, iface.network, errors)
     return {"iface": iface, "veth_network": veth, "ranges": []}
 
 
-def _range6(item, label, exit_, v6, errors):
+def _classes(classes, subnet, names, v6, errors):
+    ranges = []
+    for index, item in enumerate(classes):
+        path = "%s[%d]" % (CLASSES, index)
+        if not isinstance(item, dict):
+            errors.append("%s: must be a dict with keys range and exit, not %s" % (path, type(item).__name__))
+            continue
+        unknown = sorted(str(key) for key in set(item) - _CLASS_KEYS)
+        if unknown:
+            errors.append("%s: unknown keys %s (a class has range, range6 and exit)" % (path, ", ".join(unknown)))
+        exit_ = _required(item, "exit", path, errors)
+        if exit_ is not None:
+            exit_ = _string(exit_, path + ".exit", errors)
+        value = _required(item, "range", path, errors)
+        net = _parsed(parse_network, value, path + ".range", errors, version=4) if value is not None else None
+        if net is None:
+            continue
+        label = "class %s" % net
+        if not net.subnet_of(subnet):
+            errors.append("%s: range is outside the peer subnet %s" % (label, subnet))
+        if exit_ is not None and exit_ != "direct" and exit_ not in names:
+            errors.append("%s: exit %r is neither direct nor a provider name" % (label, exit_))
+        for other, _exit in ranges:
+            if net.overlaps(other):
+                errors.append("%s: range overlaps class %s" % (label, other))
+        ranges.append((net, exit_))
+        _range6(item, path, label, exit_, v6, errors)
+    return ranges
+
+
+def _range6(item, path, label, exit_, v6, errors):
     value = item.get("range6")
-    if value in (None, ""):
+    if not _given(value):
+        return
+    net = _parsed(parse_network, value, path + ".range6", errors, version=6)
+    if net is None:
         return
     if v6 is None:
         errors.append("%s: range6 needs splitroute_gateway_address6 (the gateway's IPv6 address)" % label)
-        return
-    net = _net(value)
-    if net is None or net.version != 6:
-        errors.append("%s: range6 must be an IPv6 network in CIDR form (host bits zero)" % label)
         return
     if not net.subnet_of(v6["iface"].network):
         errors.append("%s: range6 %s is outside the IPv6 peer subnet %s" % (label, net, v6["iface"].network))
@@ -420,105 +572,107 @@ def _range6(item, label, exit_, v6, errors):
     v6["ranges"].append((net, exit_))
 
 
+def _fail(errors):
+    raise AnsibleFilterError("invalid gateway configuration:\n  - " + "\n  - ".join(errors))
+
+
 def gateway_plan(peers, classes, providers, settings):
-    if not isinstance(peers, list) or not isinstance(classes, list) or not isinstance(providers, list):
-        raise AnsibleFilterError("splitroute_gateway_peers, _classes and _providers must be lists")
     errors = []
-    try:
-        iface = ipaddress.IPv4Interface(str(settings["address"]))
-    except ValueError:
-        raise AnsibleFilterError(
-            "splitroute_gateway_address must be an IPv4 ADDRESS/PREFIX, got %r" % settings["address"]
-        ) from None
+    if not isinstance(settings, dict):
+        _fail(["the settings must be a dict, not %s" % type(settings).__name__])
+    peers, classes, providers = (
+        _list(v, n, errors) for v, n in ((peers, PEERS), (classes, CLASSES), (providers, PROVIDERS))
+    )
+    what = VARIABLES["address"]
+    value = settings.get("address")
+    if not _given(value):
+        errors.append("%s: is required (the gateway's IPv4 ADDRESS/PREFIX)" % what)
+        _fail(errors)
+    iface = _parsed(parse_interface, value, what, errors, version=4, prefix_required=True)
+    if iface is None:
+        _fail(errors)
     subnet = iface.network
-    v6 = _ipv6(settings, subnet, errors)
-    table_base = int(settings.get("table_base", 200))
-    priority_base = int(settings.get("priority_base", 2000))
-    veth_net = _net(settings.get("veth_network", "10.255.255.0/24"))
-    if veth_net is None or veth_net.version != 4 or veth_net.overlaps(subnet):
-        errors.append("splitroute_gateway_veth_network must be an IPv4 network outside the peer subnet")
-    err = check_program(settings.get("wireguard_userspace"), "splitroute_gateway_wireguard_userspace")
-    if err:
-        errors.append(err)
+    v6 = _ipv6(settings, errors)
     role = _settings(settings, errors)
+    veth_net = _veth_network(settings.get("veth_network"), "10.255.255.0/24", 4, subnet, errors)
     local = []
-    for item in settings.get("local_networks") or []:
-        net = _net(item)
-        if net is None or net.version != 4:
-            errors.append("local network %r is not an IPv4 network in CIDR form (host bits zero)" % item)
-        else:
+    for index, item in enumerate(_list(settings.get("local_networks"), VARIABLES["local_networks"], errors)):
+        net = _parsed(parse_network, item, "%s[%d]" % (VARIABLES["local_networks"], index), errors, version=4)
+        if net is not None:
             local.append(str(net))
-    upstreams = _addresses(settings.get("dns_upstreams", ["9.9.9.9"]), "splitroute_gateway_dns_upstreams", errors)
-    if not upstreams:
-        errors.append("splitroute_gateway_dns_upstreams must name at least one resolver")
-    records = _records(settings.get("dns_records") or [], errors)
+    if len(local) > _MAX_LOCAL_NETWORKS:
+        errors.append(
+            "%s: at most %d networks (their rules take the priorities just above %s)"
+            % (VARIABLES["local_networks"], _MAX_LOCAL_NETWORKS, VARIABLES["priority_base"])
+        )
+    raw_upstreams = settings.get("dns_upstreams", ["9.9.9.9"])
+    upstreams = _addresses(raw_upstreams, VARIABLES["dns_upstreams"], errors)
+    if isinstance(raw_upstreams, list) and not raw_upstreams:
+        errors.append("%s must name at least one resolver" % VARIABLES["dns_upstreams"])
+    records = _records(settings.get("dns_records"), errors)
 
     prov = _providers(providers, upstreams, errors)
-    names = {p["name"] for p in prov}
+    names = {p["name"] for p in prov if p["name"]}
+    ranges = _classes(classes, subnet, names, v6, errors)
 
-    ranges = []
-    for index, item in enumerate(classes):
-        if not isinstance(item, dict) or sorted(set(item) - _CLASS_KEYS):
-            errors.append("class #%d must be a dict with keys range and exit" % index)
-            continue
-        net = _net(item.get("range"))
-        label = "class %s" % item.get("range")
-        if net is None or net.version != 4:
-            errors.append("%s: range must be an IPv4 network in CIDR form (host bits zero)" % label)
-            continue
-        if not net.subnet_of(subnet):
-            errors.append("%s: range is outside the peer subnet %s" % (label, subnet))
-        exit_ = item.get("exit")
-        if exit_ != "direct" and exit_ not in names:
-            errors.append("%s: exit %r is neither direct nor a provider name" % (label, exit_))
-        for other, _exit in ranges:
-            if net.overlaps(other):
-                errors.append("%s: range overlaps class %s" % (label, other))
-        ranges.append((net, exit_))
-        _range6(item, label, exit_, v6, errors)
-
-    keys_needed = settings.get("state", "present") != "absent"
+    keys_needed = role["state"] != "absent"
     out_peers = _peers(peers, subnet, iface, ranges, errors, v6, keys_needed=keys_needed)
     endpoint = _endpoint(settings.get("endpoint"), errors, [p["name"] for p in out_peers if not p["managed"]])
 
-    veths = list(veth_net.subnets(new_prefix=30)) if veth_net is not None and veth_net.prefixlen <= 30 else []
-    if len(prov) > len(veths):
-        errors.append("splitroute_gateway_veth_network is too small for %d providers (a /30 each)" % len(prov))
+    # The ranges of tables and priorities the role owns hold none of the kernel's own.
+    count = len(prov)
+    if count > _MAX_PROVIDERS:
+        errors.append(
+            "%s: at most %d providers (their rules take priorities %s+100 to +199)"
+            % (PROVIDERS, _MAX_PROVIDERS, VARIABLES["priority_base"])
+        )
+    if role["table_base"] is not None:
+        err = check_tables(role["table_base"], max(count, 1), VARIABLES["table_base"])
+        if err:
+            errors.append(err)
+    if role["priority_base"] is not None:
+        err = check_priorities(
+            role["priority_base"], role["priority_base"] + _PRIORITY_SPAN - 1, VARIABLES["priority_base"]
+        )
+        if err:
+            errors.append(err)
+    if veth_net is not None and count > 2 ** (30 - veth_net.prefixlen):
+        errors.append("%s %s is too small for %d providers (a /30 each)" % (VARIABLES["veth_network"], veth_net, count))
+    if v6 is not None and v6["veth_network"] is not None and count > 2 ** (126 - v6["veth_network"].prefixlen):
+        errors.append(
+            "%s %s is too small for %d providers (a /126 each)"
+            % (VARIABLES["veth_network6"], v6["veth_network"], count)
+        )
     if role["dns_port_base"] is not None and prov:
-        last = role["dns_port_base"] + len(prov) - 1
+        last = role["dns_port_base"] + count - 1
         if last > 65535 or role["dns_port_base"] <= 53 <= last:
-            errors.append("splitroute_gateway_dns_port_base leaves no room for %d resolver ports" % len(prov))
-    veths6 = []
-    if v6 is not None and v6["veth_network"] is not None:
-        veths6 = list(itertools.islice(v6["veth_network"].subnets(new_prefix=126), len(prov)))
-        if len(prov) > len(veths6):
-            errors.append("splitroute_gateway_veth_network6 is too small for %d providers (a /126 each)" % len(prov))
+            errors.append("%s leaves no room for %d resolver ports" % (VARIABLES["dns_port_base"], count))
     if errors:
-        raise AnsibleFilterError("invalid gateway configuration:\n  - " + "\n  - ".join(errors))
+        _fail(errors)
 
     for index, p in enumerate(prov):
-        hosts = list(veths[index].hosts())
+        slot, host, ns = _veth_slot(veth_net, index)
         p.update(
             {
-                "table": table_base + index,
-                "priority": priority_base + 100 + index,
+                "table": role["table_base"] + index,
+                "priority": role["priority_base"] + 100 + index,
                 "host_veth": "srgw-%s" % p["name"],
                 "ns_veth": "srgw0",
                 "netns": "srgw-%s" % p["name"],
-                "veth_network": str(veths[index]),
-                "host_address": str(hosts[0]),
-                "ns_address": str(hosts[1]),
+                "veth_network": str(slot),
+                "host_address": str(host),
+                "ns_address": str(ns),
                 "ranges": [str(net) for net, e in ranges if e == p["name"]],
                 "dns_port": role["dns_port_base"] + index,
             }
         )
         if v6 is not None:
-            hosts6 = list(veths6[index].hosts())
+            slot6, host6, ns6 = _veth_slot(v6["veth_network"], index)
             p.update(
                 {
-                    "veth_network6": str(veths6[index]),
-                    "host_address6": str(hosts6[0]),
-                    "ns_address6": str(hosts6[1]),
+                    "veth_network6": str(slot6),
+                    "host_address6": str(host6),
+                    "ns_address6": str(ns6),
                     "ranges6": [str(net) for net, e in v6["ranges"] if e == p["name"]],
                 }
             )
@@ -526,6 +680,10 @@ def gateway_plan(peers, classes, providers, settings):
         "address": str(iface),
         "ip": str(iface.ip),
         "subnet": str(subnet),
+        "port": role["port"],
+        "mtu": role["mtu"],
+        "priority_base": role["priority_base"],
+        "priorities": "%d-%d" % (role["priority_base"], role["priority_base"] + _PRIORITY_SPAN - 1),
         "local_networks": local,
         "direct_ranges": [str(net) for net, e in ranges if e == "direct"],
         "address6": str(v6["iface"]) if v6 else None,
@@ -541,6 +699,18 @@ def gateway_plan(peers, classes, providers, settings):
         "endpoint_port": role["endpoint_port"],
         "keepalive": role["keepalive"],
     }
+
+
+def gateway_secrets(peers):
+    """The peers' preshared keys by name, for the no_log tasks that write them (wg.conf and the
+    unmanaged peers' client configurations); the plan only says whether a peer has one.
+
+    Run it after gateway_plan, which refuses what is not a key: anything else is left out here."""
+    out = {}
+    for item in peers if isinstance(peers, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("name"), str) and _key(item.get("preshared_key")):
+            out[item["name"]] = item["preshared_key"]
+    return out
 
 
 def _clamp(raw):
@@ -570,4 +740,9 @@ def gateway_pubkey(private_key):
 
 class FilterModule:
     def filters(self):
-        return {"gateway_plan": gateway_plan, "gateway_genkey": gateway_genkey, "gateway_pubkey": gateway_pubkey}
+        return {
+            "gateway_plan": gateway_plan,
+            "gateway_secrets": gateway_secrets,
+            "gateway_genkey": gateway_genkey,
+            "gateway_pubkey": gateway_pubkey,
+        }

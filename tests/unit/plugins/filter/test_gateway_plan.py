@@ -94,7 +94,10 @@ def test_several_providers_get_their_own_table_and_pair():
             "peer a: public_key is not a WireGuard key",
         ),
         ({"peers": [{"name": "a", "address": "10.4.0.1", "public_key": KEY1}]}, "is the gateway's or the subnet's own"),
-        ({"providers": [{"name": "Bad-Name", "server": "x", "config": ""}]}, "name must be 1-10 lowercase"),
+        (
+            {"providers": [{"name": "Bad-Name", "server": "x", "config": ""}]},
+            "splitroute_gateway_providers[0].name 'Bad-Name': must be 1-10 lowercase",
+        ),
         (
             {"providers": [{"name": "p", "server": "198.51.100.30", "config": "c", "username": "u"}]},
             "give both username and password",
@@ -111,23 +114,23 @@ def test_several_providers_get_their_own_table_and_pair():
         ),
         (
             {"settings": dict(SETTINGS, dns_records=[{"name": "vault.lan", "address": "10.4.0.7,6.6.6.6"}])},
-            "DNS record vault.lan: address '10.4.0.7,6.6.6.6' is not an IP address",
+            "splitroute_gateway_dns_records[0].address '10.4.0.7,6.6.6.6' is invalid",
         ),
         (
             {"settings": dict(SETTINGS, dns_upstreams=["9.9.9.9\naddress=/#/6.6.6.6"])},
-            "splitroute_gateway_dns_upstreams: '9.9.9.9\\naddress=/#/6.6.6.6' is not an IP address",
+            "splitroute_gateway_dns_upstreams[0] '9.9.9.9\\naddress=/#/6.6.6.6' is invalid",
         ),
         ({"settings": dict(SETTINGS, dns_upstreams=[])}, "must name at least one resolver"),
         (
             {"providers": [dict(PROVIDERS[0], dns_upstreams=["2001:db8::53"])]},
-            "provider provider: dns_upstreams: 2001:db8::53 is not an IPv4 address",
+            "splitroute_gateway_providers[0].dns_upstreams[0] '2001:db8::53' is not an IPv4 address",
         ),
         (
             {"settings": dict(SETTINGS, dns_upstreams=["2001:db8::53"])},
             "provider provider: its resolver needs an IPv4 upstream",
         ),
-        ({"settings": dict(SETTINGS, dns_port_base=50)}, "splitroute_gateway_dns_port_base must be 1024-65535"),
-        ({"settings": dict(SETTINGS, dns_port_base=65536)}, "splitroute_gateway_dns_port_base must be 1024-65535"),
+        ({"settings": dict(SETTINGS, dns_port_base=50)}, "splitroute_gateway_dns_port_base: 50 is outside 1024-65535"),
+        ({"settings": dict(SETTINGS, dns_port_base=65536)}, "splitroute_gateway_dns_port_base: 65536 is outside"),
         (
             {
                 "settings": dict(SETTINGS, dns_port_base=65535),
@@ -137,7 +140,7 @@ def test_several_providers_get_their_own_table_and_pair():
         ),
         (
             {"providers": [dict(PROVIDERS[0], username="user\nremote evil", password="p")]},
-            "provider provider: username must be a string on one line",
+            "splitroute_gateway_providers[0].username: must be a string on one line",
         ),
         (
             {"peers": [{"name": "phone", "address": "10.4.0.140"}]},
@@ -149,7 +152,7 @@ def test_several_providers_get_their_own_table_and_pair():
                 "peers": [{"name": "phone", "address": "10.4.0.140"}],
                 "settings": dict(SETTINGS, endpoint="vpn.example.net:51820\nPostUp=x"),
             },
-            "is neither an IP address nor a DNS name",
+            "is neither an IP address (without a scope id) nor a DNS name",
         ),
         (
             {"peers": [dict(PEERS[0], allowed_ips=["0.0.0.0/0"])]},
@@ -160,7 +163,7 @@ def test_several_providers_get_their_own_table_and_pair():
                 "peers": [{"name": "phone", "address": "10.4.0.140", "allowed_ips": ["10.4.0.1/24"]}],
                 "settings": dict(SETTINGS, endpoint="198.51.100.40"),
             },
-            "peer phone: allowed_ips '10.4.0.1/24' is not a network",
+            "splitroute_gateway_peers[0].allowed_ips[0] '10.4.0.1/24' is invalid: 10.4.0.1/24 has host bits set",
         ),
         ({"settings": dict(SETTINGS, keepalive=-1)}, "splitroute_gateway_peer_keepalive"),
     ],
@@ -265,7 +268,7 @@ def test_pubkey_never_echoes_a_bad_key():
 
 
 def test_the_filters_are_exported():
-    assert set(FilterModule().filters()) == {"gateway_plan", "gateway_genkey", "gateway_pubkey"}
+    assert set(FilterModule().filters()) == {"gateway_plan", "gateway_secrets", "gateway_genkey", "gateway_pubkey"}
 
 
 SETTINGS6 = dict(SETTINGS, address6="fd10:4::1/64", veth_network6="fd00:255:255::/64")
@@ -306,12 +309,15 @@ def test_ipv6_is_off_without_address6():
         ({"peers": [dict(PEERS[0], address6="fd10:4::10")]}, "peer peer1: address6 needs splitroute_gateway_address6"),
         (
             {"settings": dict(SETTINGS6, address6="fd10:4::1")},
-            "splitroute_gateway_address6 must be an IPv6 ADDRESS/PREFIX",
+            "splitroute_gateway_address6 'fd10:4::1' is invalid: a prefix length is required",
         ),
-        ({"settings": dict(SETTINGS6, address6="10.4.0.1/24")}, "splitroute_gateway_address6 must be an IPv6"),
+        (
+            {"settings": dict(SETTINGS6, address6="10.4.0.1/24")},
+            "splitroute_gateway_address6 '10.4.0.1/24' is not an IPv6",
+        ),
         (
             {"settings": dict(SETTINGS6, veth_network6="fd10:4::/64"), "classes": CLASSES6},
-            "splitroute_gateway_veth_network6 must be an IPv6 network",
+            "splitroute_gateway_veth_network6 fd10:4::/64 must lie outside the peer subnet fd10:4::/64",
         ),
         (
             {"classes": [dict(CLASSES6[0], range6="fd10:5::/116"), CLASSES6[1]], "settings": SETTINGS6},
@@ -355,8 +361,8 @@ def test_bad_ipv6_input_is_one_clear_error(kwargs, message):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"providers": [dict(PROVIDERS[0], name="provider\n")]}, "name must be"),
-        ({"peers": [dict(PEERS[0], name="peer1\n"), PEERS[1]]}, "name must be"),
+        ({"providers": [dict(PROVIDERS[0], name="provider\n")]}, "splitroute_gateway_providers[0].name 'provider\\n'"),
+        ({"peers": [dict(PEERS[0], name="peer1\n"), PEERS[1]]}, "splitroute_gateway_peers[0].name 'peer1\\n'"),
         ({"settings": dict(SETTINGS, dns_records=[{"name": "vault.lan\n", "address": "10.4.0.7"}])}, "vault.lan"),
     ],
 )

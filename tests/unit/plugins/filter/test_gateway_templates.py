@@ -1,0 +1,281 @@
+"""The gateway role's templates, rendered from plans the filter accepts (issue 11, item 1).
+
+Belt and braces behind the plan's checks: the templates are rendered with jinja2 from a plan
+(StrictUndefined, so a template that reads a variable other than the plan and the few
+validated role settings given here fails), and then
+- no plan string holds a control character;
+- every line of every file is one the template writes: it matches one of the template's own
+  lines, each expression standing for "anything on this line" - so no value added a line;
+- the keys of the WireGuard files appear once per section, one [Peer] per peer, and the
+  resolvers have one server= per upstream and one host-record= per record;
+- nft -c accepts the nftables files, dnsmasq --test the resolvers', sh -n the boot script.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import re
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import jinja2
+import pytest
+import yaml
+from ansible.plugins.filter.core import comment
+
+from ansible_collections.splitroute.vpn.plugins.filter.gateway_plan import gateway_plan, gateway_secrets
+
+ROOT = Path(__file__).resolve().parents[4]
+TEMPLATES = ROOT / "roles" / "gateway" / "templates"
+ROLE_VARS = yaml.safe_load((ROOT / "roles" / "gateway" / "vars" / "main.yml").read_text())
+KEY1 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+KEY2 = "HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo="
+PSK = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="
+PRIVATE = "QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8="
+
+# Valid input that uses every field, with the odd-but-valid spellings a user may write.
+SETTINGS = {
+    "address": "10.4.0.1/24",
+    "address6": "fd10:4::1/64",
+    "veth_network": "10.255.255.0/24",
+    "veth_network6": "fd00:255:255::/64",
+    "table_base": "200",
+    "priority_base": 2000,
+    "local_networks": ["172.31.0.0/16", "192.168.7.0/24"],
+    "interface": "wg0",
+    "uplink": "eth0.100",
+    "port": 51820,
+    "mtu": "1420",
+    "dns_upstreams": ["9.9.9.9", "2001:DB8::53"],
+    "dns_records": [
+        {"name": "vault.raff.local.", "address": "10.4.0.7"},
+        {"name": "nas_1.lan", "address": "FD10:4::7"},
+    ],
+    "dns_port_base": 5300,
+    "endpoint": "vpn-1.example.net",
+    "endpoint_port": 443,
+    "keepalive": 25,
+}
+CLASSES = [
+    {"range": "10.4.0.0/25", "range6": "fd10:4::/116", "exit": "direct"},
+    {"range": "10.4.0.128/26", "range6": "fd10:4::1000/116", "exit": "provider"},
+    {"range": "10.4.0.192/26", "range6": "fd10:4::2000/116", "exit": "other"},
+]
+PROVIDERS = [
+    {"name": "provider", "server": "198.51.100.30", "port": "1194", "config": "client\n"},
+    {"name": "other", "server": "198.51.100.50", "proto": "tcp", "config": "client\n", "dns_upstreams": ["10.8.0.1"]},
+]
+PEERS = [
+    {"name": "laptop", "address": "10.4.0.10", "address6": "fd10:4::10", "public_key": KEY1, "preshared_key": PSK},
+    {"name": "server.lan", "address": "10.4.0.130/32", "public_key": KEY2},
+    {"name": "phone", "address": "10.4.0.200", "address6": "fd10:4::2001", "preshared_key": PSK},
+    {"name": "tablet_2", "address": "10.4.0.201", "allowed_ips": ["10.4.0.0/24", "2001:db8:1::/48"]},
+]
+ENDPOINTS = ["vpn-1.example.net", "2001:db8:113::40", "198.51.100.40"]
+
+
+def environment():
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        trim_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["comment"] = comment
+    env.filters["b64decode"] = lambda text: base64.b64decode(text).decode()
+    return env
+
+
+def context(plan, **extra):
+    """What the templates may read: the plan, the role's fixed vars and the settings the plan validated."""
+    env = environment()
+    values = {
+        key: value for key, value in ROLE_VARS.items() if isinstance(value, str) and "{" not in value
+    }  # the plain ones: paths and names
+    values.update(
+        __splitroute_gateway_plan=plan,
+        ansible_managed="Ansible managed",
+        inventory_hostname="gw",
+        splitroute_gateway_interface=SETTINGS["interface"],
+        splitroute_gateway_uplink=SETTINGS["uplink"],
+        splitroute_gateway_wireguard_userspace="wireguard-go",
+        splitroute_gateway_public_key=KEY2,
+        __splitroute_gateway_peer_public_keys={p["name"]: KEY2 for p in plan["unmanaged"]},
+        __splitroute_gateway_preshared_keys=gateway_secrets(PEERS),
+    )
+    # the rules are composed in vars/main.yml from the plan (Ansible turns the text into a list)
+    values["__splitroute_gateway_rules"] = ast.literal_eval(
+        env.from_string(ROLE_VARS["__splitroute_gateway_rules"]).render(values)
+    )
+    values.update(extra)
+    return values
+
+
+def render(name, plan, **extra):
+    return environment().get_template(name).render(context(plan, **extra))
+
+
+def rendered_files(plan):
+    """Every file the role writes from a template, with the template it came from."""
+    files = [(name, render(name, plan)) for name in ("wg.conf.j2", "gateway.nft.j2", "dnsmasq.conf.j2")]
+    files.append(("splitroute-gateway-boot.j2", render("splitroute-gateway-boot.j2", plan)))
+    files.append(("wg-quick-dropin.conf.j2", render("wg-quick-dropin.conf.j2", plan)))
+    for prov in plan["providers"]:
+        for name in ("netns.nft.j2", "dnsmasq-provider.conf.j2"):
+            files.append((name, render(name, plan, item=prov)))
+    for peer in plan["unmanaged"]:
+        item = {"item": peer, "content": base64.b64encode((PRIVATE + "\n").encode()).decode()}
+        files.append(("peer-client.conf.j2", render("peer-client.conf.j2", plan, item=item)))
+    return files
+
+
+def line_patterns(template):
+    """Each line of TEMPLATE as a regex, an expression standing for anything on the line."""
+    patterns = []
+    for line in (TEMPLATES / template).read_text().splitlines():
+        if not line or re.fullmatch(r"\s*\{%.*%\}\s*", line) or line == "{{ ansible_managed | comment }}":
+            continue
+        parts = re.split(r"(\{\{.*?\}\}|\{%.*?%\})", line)
+        regex = "".join(".*" if p.startswith("{{") else "" if p.startswith("{%") else re.escape(p) for p in parts)
+        assert regex.strip(".*"), "%s writes a line that is only an expression: %s" % (template, line)
+        patterns.append(re.compile(regex))
+    return patterns
+
+
+def strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+
+
+@pytest.fixture(params=ENDPOINTS)
+def plan(request):
+    return gateway_plan(PEERS, CLASSES, PROVIDERS, dict(SETTINGS, endpoint=request.param))
+
+
+def test_no_plan_string_holds_a_control_character(plan):
+    for text in strings(plan):
+        assert not any(ord(c) < 32 or ord(c) == 127 for c in text), text
+
+
+def test_every_line_is_one_the_template_writes(plan):
+    header = comment("Ansible managed").splitlines()
+    for template, text in rendered_files(plan):
+        assert "\r" not in text
+        body = text.split("\n", 1)[1] if text.startswith("#!/bin/sh\n") else text
+        assert body.splitlines()[: len(header)] == header, template
+        assert strays(template, body) == [], template
+
+
+def sections(text):
+    """[(section, Counter of its keys)] of a wg-quick file."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("["):
+            out.append((line, Counter()))
+        elif line and not line.startswith("#"):
+            key, sep, value = line.partition(" = ")
+            assert sep and value and "=" not in key, line
+            out[-1][1][key] += 1
+    return out
+
+
+def test_the_wireguard_files_have_each_key_once(plan):
+    server = sections(render("wg.conf.j2", plan))
+    assert server[0] == ("[Interface]", Counter(Address=1, ListenPort=1, MTU=1, Table=1, PostUp=1))
+    assert [s for s, _ in server[1:]] == ["[Peer]"] * len(PEERS)
+    for (_section, keys), peer in zip(server[1:], plan["peers"]):
+        assert keys == Counter(PublicKey=1, AllowedIPs=1, **({"PresharedKey": 1} if peer["preshared_key"] else {}))
+    for peer in plan["unmanaged"]:
+        item = {"item": peer, "content": base64.b64encode(PRIVATE.encode()).decode()}
+        client = sections(render("peer-client.conf.j2", plan, item=item))
+        assert client[0] == ("[Interface]", Counter(PrivateKey=1, Address=1, DNS=1))
+        assert client[1][0] == "[Peer]"
+        assert client[1][1] == Counter(
+            PublicKey=1,
+            Endpoint=1,
+            AllowedIPs=1,
+            PersistentKeepalive=1,
+            **({"PresharedKey": 1} if peer["preshared_key"] else {}),
+        )
+
+
+def test_the_preshared_keys_come_from_gateway_secrets(plan):
+    text = render("wg.conf.j2", plan)
+    assert text.count("PresharedKey = %s\n" % PSK) == 2  # laptop and phone
+    phone = next(p for p in plan["unmanaged"] if p["name"] == "phone")
+    item = {"item": phone, "content": base64.b64encode(PRIVATE.encode()).decode()}
+    assert "PresharedKey = %s\n" % PSK in render("peer-client.conf.j2", plan, item=item)
+
+
+def test_the_resolvers_have_one_line_per_upstream_and_record(plan):
+    text = render("dnsmasq.conf.j2", plan)
+    assert [line for line in text.splitlines() if line.startswith("server=")] == [
+        "server=9.9.9.9",
+        "server=2001:db8::53",
+    ]
+    assert [line for line in text.splitlines() if line.startswith("host-record=")] == [
+        "host-record=vault.raff.local,10.4.0.7",
+        "host-record=nas_1.lan,fd10:4::7",
+    ]
+    other = render("dnsmasq-provider.conf.j2", plan, item=plan["providers"][1])
+    assert [line for line in other.splitlines() if line.startswith("server=")] == ["server=10.8.0.1@10.255.255.5"]
+
+
+def test_the_endpoint_is_one_line(plan):
+    phone = next(p for p in plan["unmanaged"] if p["name"] == "phone")
+    item = {"item": phone, "content": base64.b64encode(PRIVATE.encode()).decode()}
+    endpoint = [line for line in render("peer-client.conf.j2", plan, item=item).splitlines() if "Endpoint" in line]
+    assert endpoint == ["Endpoint = %s:443" % plan["endpoint"]]
+    assert plan["endpoint"] in ("vpn-1.example.net", "[2001:db8:113::40]", "198.51.100.40")
+
+
+@pytest.mark.parametrize(
+    ("program", "templates"),
+    [
+        (["nft", "-c", "-f"], ("gateway.nft.j2", "netns.nft.j2")),
+        (["dnsmasq", "--test", "--conf-file=%s"], ("dnsmasq.conf.j2", "dnsmasq-provider.conf.j2")),
+        (["sh", "-n"], ("splitroute-gateway-boot.j2",)),
+    ],
+    ids=["nft", "dnsmasq", "sh"],
+)
+def test_the_validators_accept_the_files(tmp_path, plan, program, templates):
+    if not shutil.which(program[0]):
+        pytest.skip("%s is not installed" % program[0])
+    for index, (template, text) in enumerate(rendered_files(plan)):
+        if template not in templates:
+            continue
+        path = tmp_path / ("%d-%s" % (index, template[:-3]))
+        path.write_text(text)
+        argv = [arg % path if "%s" in arg else arg for arg in program]
+        if "%s" not in " ".join(program):
+            argv.append(str(path))
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, (template, proc.stdout, proc.stderr)
+
+
+def strays(template, text):
+    header = len(comment("Ansible managed").splitlines())
+    patterns = line_patterns(template)
+    return [line for line in text.splitlines()[header:] if line and not any(p.fullmatch(line) for p in patterns)]
+
+
+@pytest.mark.parametrize(
+    ("template", "key", "value", "stray"),
+    [
+        ("wg.conf.j2", "address6", "fd10:4::1/64\nPreUp = touch /tmp/ran #", "PreUp = touch /tmp/ran #"),
+        ("dnsmasq.conf.j2", "dns_upstreams", ["fd00::2%x\nFZINJ=1"], "FZINJ=1"),
+    ],
+)
+def test_the_line_check_sees_a_line_a_value_adds(template, key, value, stray):
+    """The check above would see the issue's injections, had a plan let one through."""
+    tampered = dict(gateway_plan(PEERS, CLASSES, PROVIDERS, SETTINGS), **{key: value})
+    assert strays(template, render(template, tampered)) == [stray]
