@@ -7,19 +7,13 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 mkdir -p .cache
 
-APT_PACKAGES=(
-  # modules and their tests
-  nftables python3-nftables python3-pyroute2 python3-venv iproute2 conntrack
-  dnsmasq-base
-  # lab: podman hosts with systemd, image built with debootstrap
-  podman runc netavark aardvark-dns iptables debootstrap uidmap
-  # tools the tests and the demo call on this machine
-  curl dnsutils tcpdump wireguard-tools openssl
-  # the gateway role draws unmanaged peers' QR codes on the controller; its test decodes them
-  qrencode zbar-tools
-  # ansible-test sanity's shellcheck test
-  shellcheck
-)
+# The Debian packages: the first word of each line of scripts/host-packages.txt, which also says
+# why each is needed (tests/unit/test_host_commands.py checks it against what the project runs).
+mapfile -t APT_PACKAGES < <(sed -e 's/#.*//' scripts/host-packages.txt | awk 'NF { print $1 }')
+if [[ ${1:-} == --list ]]; then
+  printf '%s\n' "${APT_PACKAGES[@]}"
+  exit 0
+fi
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -6,7 +6,9 @@ ansible-galaxy read, checked for what can break without anybody noticing until a
 - every library a controller-side plugin imports (beyond the standard library and
   ansible-core) is in requirements.txt, the EE's Python requirements;
 - requirements.txt and bindep.txt are well-formed; bindep.txt's profiles `client` and
-  `gateway` are the roles' apt packages, and its default profile (the EE's) holds none of them;
+  `gateway` are the roles' apt packages, its profile `test` is what `make deps` installs on
+  this machine (scripts/host-packages.txt), and its default profile (the EE's) holds none of
+  the roles' packages;
 - the built collection ships inventories/example, requirements.txt and bindep.txt, and
   leaves out the lab, molecule and local caches.
 """
@@ -289,6 +291,29 @@ def test_bindep_profile_lists_the_roles_apt_packages(role):
         "bindep.txt's profile %s should list exactly roles/%s/vars/main.yml's packages "
         "(missing: %s, extra: %s)"
         % (role, role, sorted(role_packages(role) - listed), sorted(listed - role_packages(role)))
+    )
+
+
+def bindep_profile_on_debian(profile):
+    """The packages `bindep PROFILE` asks for on Debian: entries with no profile or with PROFILE,
+    for no platform or for platform:dpkg (bindep's rules for positive selectors)."""
+    return {
+        e["name"]
+        for e in bindep_entries()
+        if (not e["profiles"] or profile in e["profiles"]) and (not e["platforms"] or "platform:dpkg" in e["platforms"])
+    }
+
+
+def test_bindep_profile_test_is_what_bootstrap_installs():
+    """`bindep test` lists exactly the packages scripts/bootstrap.sh installs: the first word of
+    each line of scripts/host-packages.txt (tests/unit/test_host_commands.py checks that list
+    against the commands the project runs)."""
+    text = (ROOT / "scripts" / "host-packages.txt").read_text()
+    bootstrap = {line.split()[0] for line in (raw.split("#", 1)[0].strip() for raw in text.splitlines()) if line}
+    listed = bindep_profile_on_debian("test")
+    assert listed == bootstrap, (
+        "bindep.txt's profile test should be scripts/host-packages.txt's packages (missing: %s, extra: %s)"
+        % (sorted(bootstrap - listed), sorted(listed - bootstrap))
     )
 
 
