@@ -499,11 +499,12 @@ def client_settings(settings):
     return out
 
 
-def client_secrets(tunnels):
+def client_secrets(tunnels, keys=("private_key", "preshared_key")):
     """Tunnel name -> {private_key, preshared_key} (each None when not given), for no_log tasks only.
 
     Checks what becomes a file before anything is written (keys.yml runs alone, before client_plan): the names
-    and the keys. Messages never hold a key.
+    and the KEYS asked for (keys.yml reads no peer: its values may refer to facts the first play has not set
+    yet). Messages never hold a key.
     """
     errors = _Errors()
     out = {}
@@ -520,14 +521,12 @@ def client_secrets(tunnels):
         if name in out:
             errors.append("%s.name: %s is used twice" % (where, name))
             continue
-        peer = raw.get("peer") if isinstance(raw.get("peer"), dict) else {}
         out[name] = {"private_key": None, "preshared_key": None}
-        for key, value, what in (
-            ("private_key", raw.get("private_key"), where + ".private_key"),
-            ("preshared_key", peer.get("preshared_key"), where + ".peer.preshared_key"),
-        ):
-            if _given(value):
-                out[name][key] = _key(value, what, errors)
+        if "private_key" in keys and _given(raw.get("private_key")):
+            out[name]["private_key"] = _key(raw["private_key"], where + ".private_key", errors)
+        peer = raw.get("peer") if "preshared_key" in keys else None
+        if isinstance(peer, dict) and _given(peer.get("preshared_key")):
+            out[name]["preshared_key"] = _key(peer["preshared_key"], where + ".peer.preshared_key", errors)
     if errors:
         raise AnsibleFilterError("invalid split-tunnel configuration:\n  - " + "\n  - ".join(errors))
     return out
