@@ -138,6 +138,24 @@ class _Errors(list):
             self.append(error)
 
 
+def _native(value):
+    """VALUE with plain Python types: Ansible hands values over tagged (_AnsibleTaggedStr), whose type names would
+    reach the messages; a tuple becomes a list."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, dict):
+        return {_native(k): _native(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_native(v) for v in value]
+    return value
+
+
 def _check_name(name, what):
     """Error for a tunnel name that is not valid everywhere it goes, or None."""
     value, error = want_str(name, what)
@@ -457,6 +475,7 @@ def _extra_domains(domain_lists, errors):
 
 
 def client_plan(tunnels, settings=None, domain_lists=None, domain_files=None):
+    tunnels, settings, domain_lists, domain_files = _native([tunnels, settings, domain_lists, domain_files])
     errors = _Errors()
     settings = _settings(settings, errors)
     extra = _extra_domains(domain_lists, errors)
@@ -493,7 +512,7 @@ def client_plan(tunnels, settings=None, domain_lists=None, domain_files=None):
 def client_settings(settings):
     """The role-wide settings, validated and typed (numbers as int, booleans as bool, upstream_dns normalised)."""
     errors = _Errors()
-    out = _settings(settings, errors)
+    out = _settings(_native(settings), errors)
     if errors:
         raise AnsibleFilterError("invalid split-tunnel configuration:\n  - " + "\n  - ".join(errors))
     return out
@@ -508,12 +527,14 @@ def client_secrets(tunnels, keys=("private_key", "preshared_key")):
     """
     errors = _Errors()
     out = {}
+    # (not _native(tunnels): that would read every value, the peers' included)
+    tunnels = tunnels if isinstance(tunnels, (list, tuple)) else _native(tunnels)
     for index, raw in enumerate(errors.take(want_list(tunnels, TUNNELS)) or []):
         where = "%s[%d]" % (TUNNELS, index)
         if not isinstance(raw, dict):
             errors.append("%s: must be a dict, not %s" % (where, native_type_name(raw)))
             continue
-        name = raw.get("name")
+        name = _native(raw.get("name"))
         error = _check_name(name, where + ".name")
         if error:
             errors.append(error)
@@ -523,10 +544,10 @@ def client_secrets(tunnels, keys=("private_key", "preshared_key")):
             continue
         out[name] = {"private_key": None, "preshared_key": None}
         if "private_key" in keys and _given(raw.get("private_key")):
-            out[name]["private_key"] = _key(raw["private_key"], where + ".private_key", errors)
+            out[name]["private_key"] = _key(_native(raw["private_key"]), where + ".private_key", errors)
         peer = raw.get("peer") if "preshared_key" in keys else None
         if isinstance(peer, dict) and _given(peer.get("preshared_key")):
-            out[name]["preshared_key"] = _key(peer["preshared_key"], where + ".peer.preshared_key", errors)
+            out[name]["preshared_key"] = _key(_native(peer["preshared_key"]), where + ".peer.preshared_key", errors)
     if errors:
         raise AnsibleFilterError("invalid split-tunnel configuration:\n  - " + "\n  - ".join(errors))
     return out

@@ -45,6 +45,37 @@ TUNNELS = [
 ]
 
 
+def run_play(tmp_path, play, *args):
+    (tmp_path / "play.yml").write_text(json.dumps(play))
+    (tmp_path / "hosts.yml").write_text(
+        json.dumps(
+            {
+                "all": {
+                    "hosts": {
+                        "localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+                    }
+                }
+            }
+        )
+    )
+    env = dict(
+        os.environ,
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS),
+        ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
+        ANSIBLE_DISPLAY_ARGS_TO_STDOUT="1",
+    )
+    return subprocess.run(
+        ["ansible-playbook", "-i", "hosts.yml", "play.yml", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+
+
 def test_the_roles_key_tasks_print_no_key_at_vvv(tmp_path):
     spec = yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]
     play = [
@@ -69,34 +100,7 @@ def test_the_roles_key_tasks_print_no_key_at_vvv(tmp_path):
             ],
         }
     ]
-    (tmp_path / "play.yml").write_text(json.dumps(play))
-    (tmp_path / "hosts.yml").write_text(
-        json.dumps(
-            {
-                "all": {
-                    "hosts": {
-                        "localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
-                    }
-                }
-            }
-        )
-    )
-    env = dict(
-        os.environ,
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS),
-        ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
-        ANSIBLE_DISPLAY_ARGS_TO_STDOUT="1",
-    )
-    proc = subprocess.run(
-        ["ansible-playbook", "-i", "hosts.yml", "play.yml", "--check", "--diff", "-vvv"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=120,
-    )
+    proc = run_play(tmp_path, play, "--check", "--diff", "-vvv")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     # not vacuous: the plan, the loops over the tunnels and the configuration's diff were printed
@@ -105,6 +109,36 @@ def test_the_roles_key_tasks_print_no_key_at_vvv(tmp_path):
     assert "Endpoint = 198.51.100.20:51821" in out
     for secret in SECRETS:
         assert secret not in out, [line for line in out.splitlines() if secret in line][:5]
+
+
+def test_wrong_types_from_inventory_and_e_get_the_roles_message(tmp_path):
+    """Through Ansible, as a user sees it: values arrive tagged, from YAML and from -e."""
+    tunnel = dict(TUNNELS[1], dns="10.98.0.1", peer={"public_key": PUBLIC, "endpoint": 51821})
+    play = [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "vars": {"splitroute_client_tunnels": [tunnel]},
+            "tasks": [
+                {
+                    "name": "Validate",
+                    "ansible.builtin.include_role": {"name": "splitroute.vpn.client", "tasks_from": "validate.yml"},
+                }
+            ],
+        }
+    ]
+    extra = json.dumps({"splitroute_client_domains__x": {"srtestkey1": "netflix"}})
+    proc = run_play(tmp_path, play, "-e", extra, "-e", "splitroute_client_back_port=5302x")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    for message in (
+        "splitroute_client_tunnels[0].peer.endpoint: must be a string, not int",
+        "splitroute_client_tunnels[0].dns: must be a list, not str (write ['10.98.0.1'] for a list of one)",
+        "splitroute_client_domains__x['srtestkey1']: must be a list, not str (write ['netflix'] for a list of one)",
+        "splitroute_client_back_port: must be a number, not '5302x'",
+    ):
+        assert message in out, out[-3000:]
+    assert "Traceback" not in out and "_AnsibleTagged" not in out
 
 
 # ---------------------------------------------------------------- every loop of the role
