@@ -11,259 +11,485 @@ author:
   - splitroute maintainers (@splitroute)
 description:
   - Used by the C(splitroute.vpn.client) role. Checks every tunnel (names, addresses, keys, endpoint, networks,
-    users, ports, DNS servers, domains) and fails with one message listing every problem, before the role changes
-    anything.
+    users, ports, DNS servers, domains) and the role-wide settings, and fails with one message listing every
+    problem, naming each variable and its path (C(splitroute_client_tunnels[1].peer.endpoint)), before the role
+    changes anything.
+  - Every address goes through the collection's one address parser, which refuses IPv6 scope ids (C(%...)),
+    control characters and values that are not strings, so no value can add a line to a file the role writes.
+    A string where a list is expected is refused, never split into characters. Numbers may be given as digit
+    strings and booleans as Ansible's boolean words, as C(-e) gives them.
   - Returns the tunnels with their numbers filled in (fwmark, routing table, rule priority, back resolver port),
     set names, and domain lists merged from the tunnel, from inventory variables and from files, normalised to
     ASCII and deduplicated.
+  - The plan carries no key material - C(private_key) and C(peer.preshared_key) are flags (whether one is given);
+    the plan may be printed at any verbosity. The values reach the role's C(no_log) tasks only through
+    C(client_secrets), from the same file.
+  - The same file provides C(client_settings) (the role-wide settings, validated and typed),
+    C(client_secrets) (tunnel name to its C(private_key) and C(preshared_key), for C(no_log) tasks only) and
+    C(client_domain_files) (the paths of the tunnels' domain files, for the role to read).
 options:
   _input:
     description: The role's O(splitroute_client_tunnels).
     type: list
     elements: dict
     required: true
-  extra_domains:
-    description: Tunnel name to list of domains, merged from inventory and domain files.
-    type: dict
-    default: {}
   settings:
     description:
-      - Role-wide settings (set_timeout, max_cache_ttl, max_ttl, table_base, priority_base, back_port, state).
-      - With state C(absent) the peers' keys are neither needed nor checked (they come back as null).
+      - Role-wide settings (state, set_timeout, max_cache_ttl, max_ttl, cache_size, table_base, priority_base,
+        back_port, upstream_dns, wireguard_userspace, dns_redirect, tailscale).
+      - With state C(absent) the peers' keys are neither needed nor checked.
     type: dict
     required: true
+  domain_lists:
+    description:
+      - Inventory variables that add domains, by variable name (C(splitroute_client_domains__*)), each a dict of
+        tunnel name to list of domains.
+    type: dict
+    default: {}
+  domain_files:
+    description: The text of each tunnel's domain file, by the path the tunnel gives (one domain a line, C(#) comments).
+    type: dict
+    default: {}
 """
 
 EXAMPLES = r"""
 - name: Plan the tunnels
   ansible.builtin.set_fact:
-    plan: "{{ tunnels | splitroute.vpn.client_plan({}, {'set_timeout': 3600, 'max_cache_ttl': 300, 'max_ttl': 300,
+    plan: "{{ tunnels | splitroute.vpn.client_plan({'set_timeout': 3600, 'max_cache_ttl': 300, 'max_ttl': 300,
       'table_base': 100, 'priority_base': 1000, 'back_port': 5301}) }}"
 """
 
 RETURN = r"""
 _value:
-  description: The tunnels, validated and completed.
+  description: The tunnels, validated and completed; no key material (only flags).
   type: list
   elements: dict
 """
 
 import base64
-import ipaddress
 import re
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.datatag import native_type_name
 
 from ansible_collections.splitroute.vpn.plugins.module_utils._dnsmasq import InputError, normalize_domain
-from ansible_collections.splitroute.vpn.plugins.module_utils._validate import check_ifname, check_program
+from ansible_collections.splitroute.vpn.plugins.module_utils._validate import (
+    check_ifname,
+    check_nft_name,
+    check_priorities,
+    check_program,
+    check_tables,
+    parse_address,
+    parse_interface,
+    parse_network,
+    want_bool,
+    want_dict,
+    want_int,
+    want_list,
+    want_str,
+)
 
-_ENDPOINT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})\Z")
-_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
+TUNNELS = "splitroute_client_tunnels"
+# A tunnel's name is its interface, the name of its wg-quick file (wg-quick: [a-zA-Z0-9_=+.-]{1,15}), the stem
+# of its nftables sets (an nft identifier starts with a letter) and the instance of its units: only what all of
+# them take, so a name that passes here cannot fail at `nft -c` after the keys and wg.conf are written.
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,14}")
+_ENDPOINT = re.compile(r"(?:\[(?P<v6>[^\]]*)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>[0-9]{1,5})")
+_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+_WG_KEY = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
 _KNOWN = {
     "name", "address", "private_key", "peer", "mtu", "dns", "domains", "domain_files", "networks",
     "users", "ports", "fwmark", "table", "priority", "back_port",
 }  # fmt: skip
 _PEER_KNOWN = {"public_key", "endpoint", "preshared_key", "allowed_ips", "persistent_keepalive"}
+_PORT_KNOWN = {"proto", "port"}
+_DEFAULT_ALLOWED = ["0.0.0.0/0", "::/0"]
+# The role's defaults (defaults/main.yml), for a setting the caller leaves out.
+_DEFAULTS = {
+    "state": "present",
+    "set_timeout": 3600,
+    "max_cache_ttl": 300,
+    "max_ttl": 300,
+    "cache_size": 10000,
+    "table_base": 100,
+    "priority_base": 1000,
+    "back_port": 5301,
+    "upstream_dns": [],
+    "wireguard_userspace": "",
+    "dns_redirect": True,
+    "tailscale": False,
+}
+# absent.yml clears the first 10 tables after table_base (tunnels removed from inventory) and, in both states,
+# the rules at priority_base .. priority_base + 99.
+SCOPE_TABLES = 10
+SCOPE_PRIORITIES = 100
 
 
-def _key(value, what):
+class _Errors(list):
+    def take(self, pair):
+        """(value, error) from a want_* or parse_* helper: keep the error, return the value."""
+        value, error = pair
+        if error:
+            self.append(error)
+        return value
+
+    def add(self, error):
+        if error:
+            self.append(error)
+
+
+def _native(value):
+    """VALUE with plain Python types: Ansible hands values over tagged (_AnsibleTaggedStr), whose type names would
+    reach the messages; a tuple becomes a list."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, dict):
+        return {_native(k): _native(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_native(v) for v in value]
+    return value
+
+
+def _check_name(name, what):
+    """Error for a tunnel name that is not valid everywhere it goes, or None."""
+    value, error = want_str(name, what)
+    if error:
+        return error
+    if not _NAME.fullmatch(value) or check_ifname(value, what) or check_nft_name(value + "_net4", what):
+        return (
+            "%s %r is invalid: it names the interface, the wg-quick file, the nftables sets (NAME_v4) and the "
+            "units (wg-quick@NAME): 1-15 characters, a letter first, then letters, digits, _ . -" % (what, value)
+        )
+    return None
+
+
+def _key(value, what, errors):
+    """A WireGuard key (44 characters of base64). The message never holds the value: it may be a secret."""
+    text, error = want_str(value, what)
+    if error:
+        errors.append(error)
+        return None
     try:
-        raw = base64.b64decode(str(value), validate=True)
-    except (ValueError, TypeError):
+        raw = base64.b64decode(text, validate=True) if _WG_KEY.fullmatch(text) else b""
+    except ValueError:
         raw = b""
-    if len(raw) != 32 or len(str(value)) != 44:
-        raise ValueError("%s is not a WireGuard key (44 characters of base64)" % what)
-    return str(value)
+    if len(raw) != 32:
+        errors.append("%s is not a WireGuard key (44 characters of base64)" % what)
+        return None
+    return text
 
 
-def _int(value, what, lo, hi):
-    try:
-        number = int(str(value), 0)
-    except ValueError as exc:
-        raise ValueError("%s %r is not a number" % (what, value)) from exc
-    if not lo <= number <= hi:
-        raise ValueError("%s %r is outside %d-%d" % (what, value, lo, hi))
-    return number
+def _given(value):
+    """An optional key is given unless it is absent, null or empty."""
+    return value is not None and value != ""
 
 
-def _tunnel(index, raw, extra, settings):
-    errors = []
+def _settings(settings, errors):
+    """The role-wide settings, typed; every problem goes to ERRORS under the variable's name."""
+    settings = errors.take(want_dict(settings, "settings")) or {}
+    out = {}
 
-    def check(fn, *args):
-        try:
-            return fn(*args)
-        except ValueError as exc:
-            errors.append(str(exc))
-            return None
+    def get(key):
+        return settings.get(key, _DEFAULTS[key])
 
-    if not isinstance(raw, dict):
-        raise AnsibleFilterError("splitroute_client_tunnels[%d] is not a dict" % index)
-    name = raw.get("name")
-    label = "tunnel %s" % (name if isinstance(name, str) else "#%d" % index)
-    unknown = sorted(set(raw) - _KNOWN)
+    def var(key):
+        return "splitroute_client_" + key
+
+    state = errors.take(want_str(get("state"), var("state")))
+    if state is not None and state not in ("present", "absent"):
+        errors.append("%s: must be present or absent, not %r" % (var("state"), state))
+        state = None
+    out["state"] = state or "present"
+    for key, lo, hi in (
+        ("set_timeout", 1, 2**31 - 1),
+        ("max_cache_ttl", 0, 2**31 - 1),
+        ("max_ttl", 0, 2**31 - 1),
+        ("cache_size", 0, 2**31 - 1),
+        ("table_base", 1, 0xFFFFFFFF),
+        ("priority_base", 1, 32765),
+        ("back_port", 1, 65535),
+    ):
+        out[key] = errors.take(want_int(get(key), var(key), lo, hi))
+    for key in ("dns_redirect", "tailscale"):
+        out[key] = errors.take(want_bool(get(key), var(key)))
+    if None not in (out["set_timeout"], out["max_cache_ttl"], out["max_ttl"]):
+        reuse = out["max_cache_ttl"] + out["max_ttl"]
+        if out["set_timeout"] <= reuse:
+            errors.append(
+                "splitroute_client_set_timeout (%d s) must exceed max_cache_ttl + max_ttl (%d s): a set element must "
+                "outlive every reuse of the answer that put it there" % (out["set_timeout"], reuse)
+            )
+    if out["table_base"] is not None:
+        errors.add(check_tables(out["table_base"], SCOPE_TABLES, var("table_base")))
+    if out["priority_base"] is not None:
+        errors.add(
+            check_priorities(out["priority_base"], out["priority_base"] + SCOPE_PRIORITIES - 1, var("priority_base"))
+        )
+    userspace = get("wireguard_userspace")
+    if userspace is None:
+        userspace = ""
+    userspace = errors.take(want_str(userspace, var("wireguard_userspace"), allow_empty=True))
+    if userspace is not None:
+        errors.add(check_program(userspace, var("wireguard_userspace")))
+    out["wireguard_userspace"] = userspace
+    upstream = []
+    for index, item in enumerate(errors.take(want_list(get("upstream_dns"), var("upstream_dns"))) or []):
+        addr = errors.take(parse_address(item, what="%s[%d]" % (var("upstream_dns"), index)))
+        if addr is not None:
+            upstream.append(str(addr))
+    out["upstream_dns"] = upstream
+    return out
+
+
+def _addresses(raw, what, errors, parse):
+    """A list of addresses, each through PARSE; returns the parsed objects."""
+    out = []
+    for index, item in enumerate(errors.take(want_list(raw, what)) or []):
+        obj = errors.take(parse(item, what="%s[%d]" % (what, index)))
+        if obj is not None:
+            out.append(obj)
+    return out
+
+
+def _peer(raw, where, keys_needed, errors):
+    peer = errors.take(want_dict(raw, where)) or {}
+    if raw is None:
+        errors.append("%s: is required (public_key, endpoint)" % where)
+    unknown = sorted(map(str, set(peer) - _PEER_KNOWN))
     if unknown:
-        errors.append("unknown keys %s" % ", ".join(unknown))
-    err = check_ifname(name, what="name")
-    if err:
-        errors.append(err)
+        errors.append("%s: unknown keys %s" % (where, ", ".join(unknown)))
+    out = {"public_key": None, "preshared_key": False, "persistent_keepalive": None}
+    # Removing a tunnel needs no key: the other side's may be gone already (revert.yml).
+    if keys_needed:
+        out["public_key"] = _key(peer.get("public_key"), where + ".public_key", errors)
+        if _given(peer.get("preshared_key")):
+            out["preshared_key"] = _key(peer["preshared_key"], where + ".preshared_key", errors) is not None
+    if peer.get("persistent_keepalive") is not None:
+        out["persistent_keepalive"] = errors.take(
+            want_int(peer["persistent_keepalive"], where + ".persistent_keepalive", 0, 65535)
+        )
+    what = where + ".endpoint"
+    endpoint = errors.take(want_str(peer.get("endpoint"), what))
+    if endpoint is not None:
+        match = _ENDPOINT.fullmatch(endpoint)
+        if not match or not 1 <= int(match.group("port")) <= 65535:
+            errors.append("%s %r is not HOST:PORT or [IPV6]:PORT" % (what, endpoint))
+        elif match.group("v6") is not None:
+            host = errors.take(parse_address(match.group("v6"), 6, what + " host"))
+            if host is not None:
+                out["endpoint"] = endpoint
+                out["endpoint_host"] = str(host)
+        else:
+            out["endpoint"] = endpoint
+            out["endpoint_host"] = match.group("host")
+    allowed = peer.get("allowed_ips")
+    nets = _addresses(allowed, where + ".allowed_ips", errors, parse_network)
+    out["allowed_ips"] = [str(n) for n in nets] if nets or allowed else list(_DEFAULT_ALLOWED)
+    return out
+
+
+def _users(raw, what, errors):
+    users = []
+    for index, item in enumerate(errors.take(want_list(raw, what)) or []):
+        path = "%s[%d]" % (what, index)
+        if (isinstance(item, int) and not isinstance(item, bool)) or (isinstance(item, str) and item.isdigit()):
+            number = errors.take(want_int(item, path, 0, 4294967294))
+            if number is not None:
+                users.append(number)
+        elif isinstance(item, str) and _USER.fullmatch(item):
+            users.append(item)
+        else:
+            errors.append("%s %r is not a user name or uid" % (path, item))
+    return users
+
+
+def _ports(raw, what, errors):
+    ports = []
+    for index, item in enumerate(errors.take(want_list(raw, what)) or []):
+        path = "%s[%d]" % (what, index)
+        if not isinstance(item, dict):
+            errors.append("%s: must be a dict with proto tcp or udp and port, not %s" % (path, native_type_name(item)))
+            continue
+        unknown = sorted(map(str, set(item) - _PORT_KNOWN))
+        if unknown:
+            errors.append("%s: unknown keys %s" % (path, ", ".join(unknown)))
+        proto = errors.take(want_str(item.get("proto"), path + ".proto"))
+        if proto is not None and proto not in ("tcp", "udp"):
+            errors.append("%s.proto %r: needs proto tcp or udp" % (path, proto))
+            proto = None
+        port = item.get("port")
+        if isinstance(port, int) and not isinstance(port, bool):
+            port = str(port)
+        if not isinstance(port, str):
+            errors.append("%s.port: must be a number or a range a-b, not %s" % (path, native_type_name(port)))
+            continue
+        pieces = port.split("-")
+        if len(pieces) > 2 or not all(p.isdigit() and p.isascii() for p in pieces):
+            errors.append("%s.port %r: port is a number or a range a-b" % (path, port))
+            continue
+        lo, hi = int(pieces[0]), int(pieces[-1])
+        if not 1 <= lo <= hi <= 65535:
+            errors.append("%s.port %r: port out of range" % (path, port))
+            continue
+        if proto is not None:
+            ports.append({"proto": proto, "port": "%d-%d" % (lo, hi) if lo != hi else str(lo)})
+    return ports
+
+
+def _domains(entries, errors):
+    """ENTRIES: (where, value) pairs; returns the normalised domains."""
+    out = []
+    for where, item in entries:
+        try:
+            out.append(normalize_domain(item))
+        except InputError as exc:
+            errors.append("%s: %s" % (where, exc))
+    return out
+
+
+def _file_domains(raw, what, texts, errors):
+    entries = []
+    for index, item in enumerate(errors.take(want_list(raw, what)) or []):
+        where = "%s[%d]" % (what, index)
+        path = errors.take(want_str(item, where))
+        if path is None:
+            continue
+        text = texts.get(path)
+        if not isinstance(text, str):
+            errors.append("%s: the file %r was not read" % (where, path))
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            domain = line.split("#", 1)[0].strip()
+            if domain:
+                entries.append(("%s (%s) line %d" % (where, path, number), domain))
+    return entries
+
+
+def _tunnel(index, raw, settings, extra, texts, errors):
+    where = "%s[%d]" % (TUNNELS, index)
+    if not isinstance(raw, dict):
+        errors.append("%s: must be a dict, not %s" % (where, native_type_name(raw)))
+        return None
+    unknown = sorted(map(str, set(raw) - _KNOWN))
+    if unknown:
+        errors.append("%s: unknown keys %s" % (where, ", ".join(unknown)))
+    name = raw.get("name")
+    error = _check_name(name, where + ".name")
+    errors.add(error)
+    name = None if error else name
     plan = {"name": name, "index": index}
 
-    addresses = []
-    for item in raw.get("address") or []:
-        try:
-            addresses.append(ipaddress.ip_interface(str(item)))
-        except ValueError:
-            errors.append("address %r is not ADDRESS/PREFIX" % (item,))
-    if not addresses:
-        errors.append("address is required (the tunnel's own address, e.g. 10.99.0.10/32)")
+    addresses = _addresses(raw.get("address"), where + ".address", errors, parse_interface)
+    if not addresses and not any(e.startswith(where + ".address") for e in errors):
+        errors.append("%s.address: is required (the tunnel's own address, e.g. 10.99.0.10/32)" % where)
     plan["address"] = [str(a) for a in addresses]
     plan["has_v4"] = any(a.version == 4 for a in addresses)
     plan["has_v6"] = any(a.version == 6 for a in addresses)
 
-    peer = raw.get("peer") or {}
-    if not isinstance(peer, dict):
-        errors.append("peer must be a dict")
-        peer = {}
-    unknown = sorted(set(peer) - _PEER_KNOWN)
-    if unknown:
-        errors.append("unknown peer keys %s" % ", ".join(unknown))
-    # Removing a tunnel needs no key: the other side's may be gone already (revert.yml).
-    keys_needed = settings.get("state", "present") != "absent"
-    plan["peer"] = {
-        "public_key": check(_key, peer.get("public_key"), "peer.public_key") if keys_needed else None,
-        "preshared_key": check(_key, peer["preshared_key"], "peer.preshared_key")
-        if peer.get("preshared_key") and keys_needed
-        else None,
-        "persistent_keepalive": (
-            check(_int, peer["persistent_keepalive"], "peer.persistent_keepalive", 0, 65535)
-            if peer.get("persistent_keepalive") is not None
-            else None
-        ),
-    }
-    match = _ENDPOINT.match(str(peer.get("endpoint") or ""))
-    if not match or not 1 <= int(match.group("port")) <= 65535:
-        errors.append("peer.endpoint %r is not HOST:PORT or [IPV6]:PORT" % (peer.get("endpoint"),))
-    else:
-        host = match.group("v6") or match.group("host")
-        if match.group("v6"):
-            check(ipaddress.IPv6Address, host)
-        plan["peer"]["endpoint"] = str(peer["endpoint"])
-        plan["peer"]["endpoint_host"] = host
-    allowed = []
-    for item in peer.get("allowed_ips") or ["0.0.0.0/0", "::/0"]:
-        try:
-            allowed.append(str(ipaddress.ip_network(str(item), strict=True)))
-        except ValueError:
-            errors.append("peer.allowed_ips %r is not a network in CIDR notation" % (item,))
-    plan["peer"]["allowed_ips"] = allowed
-    plan["private_key"] = check(_key, raw["private_key"], "private_key") if raw.get("private_key") else None
+    keys_needed = settings["state"] != "absent"
+    plan["peer"] = _peer(raw.get("peer"), where + ".peer", keys_needed, errors)
+    plan["private_key"] = False
+    if _given(raw.get("private_key")) and keys_needed:
+        plan["private_key"] = _key(raw["private_key"], where + ".private_key", errors) is not None
 
-    plan["mtu"] = check(_int, raw.get("mtu", 1420), "mtu", 1280 if plan["has_v6"] else 576, 9000)
+    mtu = 1420 if raw.get("mtu") is None else raw["mtu"]
+    plan["mtu"] = errors.take(want_int(mtu, where + ".mtu", 1280 if plan["has_v6"] else 576, 9000))
 
     dns = {4: [], 6: []}
-    for item in raw.get("dns") or []:
-        try:
-            addr = ipaddress.ip_address(str(item))
-            dns[addr.version].append(str(addr))
-        except ValueError:
-            errors.append("dns %r is not an IP address" % (item,))
+    for addr in _addresses(raw.get("dns"), where + ".dns", errors, parse_address):
+        dns[addr.version].append(str(addr))
     plan["dns"] = dns[4] + dns[6]
 
     nets = {4: [], 6: []}
-    for item in raw.get("networks") or []:
-        try:
-            net = ipaddress.ip_network(str(item), strict=True)
-            nets[net.version].append(str(net))
-        except ValueError as exc:
-            errors.append("networks %r is not a network in CIDR notation (%s)" % (item, exc))
+    for net in _addresses(raw.get("networks"), where + ".networks", errors, parse_network):
+        nets[net.version].append(str(net))
     # the tunnel's DNS servers are reached through the tunnel: they are static members too
     nets[4] += ["%s/32" % a for a in dns[4]]
     nets[6] += ["%s/128" % a for a in dns[6]]
     for version, have in ((4, plan["has_v4"]), (6, plan["has_v6"])):
         if nets[version] and not have:
-            errors.append("IPv%d networks or dns need an IPv%d tunnel address" % (version, version))
+            errors.append("%s: IPv%d networks or dns need an IPv%d tunnel address" % (where, version, version))
     plan["networks4"] = sorted(set(nets[4]))
     plan["networks6"] = sorted(set(nets[6]))
 
-    users = []
-    for item in raw.get("users") or []:
-        if isinstance(item, int) or str(item).isdigit():
-            users.append(check(_int, item, "users", 0, 4294967294))
-        elif _USER.match(str(item)):
-            users.append(str(item))
-        else:
-            errors.append("users %r is not a user name or uid" % (item,))
-    plan["users"] = users
+    plan["users"] = _users(raw.get("users"), where + ".users", errors)
+    plan["ports"] = _ports(raw.get("ports"), where + ".ports", errors)
 
-    ports = []
-    for item in raw.get("ports") or []:
-        if not isinstance(item, dict) or str(item.get("proto")) not in ("tcp", "udp"):
-            errors.append("ports %r needs proto tcp or udp and port" % (item,))
-            continue
-        text = str(item.get("port", ""))
-        pieces = text.split("-")
-        if len(pieces) > 2 or not all(p.isdigit() for p in pieces):
-            errors.append("ports %r: port is a number or a range a-b" % (item,))
-            continue
-        lo, hi = int(pieces[0]), int(pieces[-1])
-        if not 1 <= lo <= hi <= 65535:
-            errors.append("ports %r: port out of range" % (item,))
-            continue
-        ports.append({"proto": item["proto"], "port": "%d-%d" % (lo, hi) if lo != hi else str(lo)})
-    plan["ports"] = ports
-
-    domains = []
-    for item in list(raw.get("domains") or []) + list(extra.get(name) or []):
-        try:
-            domains.append(normalize_domain(item))
-        except InputError as exc:
-            errors.append(str(exc))
-    plan["domains"] = sorted(set(domains))
+    entries = [
+        ("%s.domains[%d]" % (where, i), d)
+        for i, d in enumerate(errors.take(want_list(raw.get("domains"), where + ".domains")) or [])
+    ]
+    entries += _file_domains(raw.get("domain_files"), where + ".domain_files", texts, errors)
+    entries += extra.get(name, []) if name is not None else []
+    plan["domains"] = sorted(set(_domains(entries, errors)))
     if plan["domains"] and not plan["dns"]:
-        errors.append("domains need dns: the resolver reached through the tunnel")
+        errors.append("%s: domains need dns: the resolver reached through the tunnel" % where)
 
-    plan["fwmark"] = check(_int, raw.get("fwmark", index + 1), "fwmark", 1, 0xFFFFFFFF)
-    plan["table"] = check(_int, raw.get("table", settings["table_base"] + index), "table", 1, 0xFFFFFFFF)
-    if plan["table"] in (253, 254, 255):
-        errors.append("table %d is reserved" % plan["table"])
-    plan["priority"] = check(_int, raw.get("priority", settings["priority_base"] + 10 * index), "priority", 1, 32765)
-    plan["back_port"] = check(_int, raw.get("back_port", settings["back_port"] + index), "back_port", 1, 65535)
+    def number(key, default, lo, hi):
+        """An optional number: null or absent takes the default (none when its base setting is invalid)."""
+        value = raw.get(key)
+        if value is None:
+            if default is None:
+                return None
+            value = default
+        return errors.take(want_int(value, "%s.%s" % (where, key), lo, hi))
+
+    def base(key, step):
+        return None if settings[key] is None else settings[key] + step * index
+
+    plan["fwmark"] = number("fwmark", index + 1, 1, 0xFFFFFFFF)
+    plan["table"] = number("table", base("table_base", 1), 1, 0xFFFFFFFF)
+    if plan["table"] is not None:
+        error = check_tables(plan["table"], 1, where + ".table")
+        errors.add(error)
+        plan["table"] = None if error else plan["table"]
+    plan["priority"] = number("priority", base("priority_base", 10), 1, 32765)
+    plan["back_port"] = number("back_port", base("back_port", 1), 1, 65535)
     plan["set4"] = "%s_v4" % name
     plan["set6"] = "%s_v6" % name
     plan["net4"] = "%s_net4" % name
     plan["net6"] = "%s_net6" % name
-    return plan, ["%s: %s" % (label, e) for e in errors]
+    return plan
 
 
-def client_plan(tunnels, extra_domains=None, settings=None):
-    settings = settings or {}
-    extra_domains = extra_domains or {}
-    if not isinstance(tunnels, list):
-        raise AnsibleFilterError("splitroute_client_tunnels must be a list")
-    errors = []
-    timeout = int(settings.get("set_timeout", 3600))
-    reuse = int(settings.get("max_cache_ttl", 300)) + int(settings.get("max_ttl", 300))
-    if timeout <= reuse:
-        errors.append(
-            "splitroute_client_set_timeout (%d s) must exceed max_cache_ttl + max_ttl (%d s): a set element must "
-            "outlive every reuse of the answer that put it there" % (timeout, reuse)
-        )
-    err = check_program(settings.get("wireguard_userspace"), "splitroute_client_wireguard_userspace")
-    if err:
-        errors.append(err)
-    for item in settings.get("upstream_dns") or []:
-        try:
-            ipaddress.ip_address(str(item))
-        except ValueError:
-            errors.append("splitroute_client_upstream_dns %r is not an IP address" % (item,))
+def _extra_domains(domain_lists, errors):
+    """Variable name -> {tunnel: [domains]} into tunnel -> [(where, domain)], in the variables' name order."""
+    extra = {}
+    lists = errors.take(want_dict(domain_lists, "splitroute_client_domains__*")) or {}
+    for var in sorted(lists, key=str):
+        for tunnel, domains in (errors.take(want_dict(lists[var], str(var))) or {}).items():
+            what = "%s[%r]" % (var, tunnel)
+            if not isinstance(tunnel, str):
+                errors.append("%s: a tunnel name must be a string, not %s" % (what, native_type_name(tunnel)))
+                continue
+            entries = extra.setdefault(tunnel, [])
+            for index, domain in enumerate(errors.take(want_list(domains, what)) or []):
+                entries.append(("%s[%d]" % (what, index), domain))
+    return extra
+
+
+def client_plan(tunnels, settings=None, domain_lists=None, domain_files=None):
+    tunnels, settings, domain_lists, domain_files = _native([tunnels, settings, domain_lists, domain_files])
+    errors = _Errors()
+    settings = _settings(settings, errors)
+    extra = _extra_domains(domain_lists, errors)
+    texts = errors.take(want_dict(domain_files, "domain_files")) or {}
     plans = []
-    for index, raw in enumerate(tunnels):
-        plan, problems = _tunnel(index, raw, extra_domains, settings)
-        plans.append(plan)
-        errors.extend(problems)
-    unknown = sorted(set(extra_domains) - {p["name"] for p in plans})
-    if unknown:
-        errors.append("domains are given for tunnels that do not exist: %s" % ", ".join(map(str, unknown)))
+    given = errors.take(want_list(tunnels, TUNNELS))
+    for index, raw in enumerate(given or []):
+        plan = _tunnel(index, raw, settings, extra, texts, errors)
+        if plan is not None:
+            plans.append(plan)
+    # (a tunnel whose name is refused already has its message)
+    unknown = sorted(set(extra) - {p["name"] for p in plans})
+    if unknown and given is not None and len(plans) == len(given) and None not in {p["name"] for p in plans}:
+        errors.append("domains are given for tunnels that do not exist: %s" % ", ".join(unknown))
     for key in ("name", "fwmark", "table", "priority", "back_port"):
         seen = {}
         for plan in plans:
@@ -283,6 +509,66 @@ def client_plan(tunnels, extra_domains=None, settings=None):
     return plans
 
 
+def client_settings(settings):
+    """The role-wide settings, validated and typed (numbers as int, booleans as bool, upstream_dns normalised)."""
+    errors = _Errors()
+    out = _settings(_native(settings), errors)
+    if errors:
+        raise AnsibleFilterError("invalid split-tunnel configuration:\n  - " + "\n  - ".join(errors))
+    return out
+
+
+def client_secrets(tunnels, keys=("private_key", "preshared_key")):
+    """Tunnel name -> {private_key, preshared_key} (each None when not given), for no_log tasks only.
+
+    Checks what becomes a file before anything is written (keys.yml runs alone, before client_plan): the names
+    and the KEYS asked for (keys.yml reads no peer: its values may refer to facts the first play has not set
+    yet). Messages never hold a key.
+    """
+    errors = _Errors()
+    out = {}
+    # (not _native(tunnels): that would read every value, the peers' included)
+    tunnels = tunnels if isinstance(tunnels, (list, tuple)) else _native(tunnels)
+    for index, raw in enumerate(errors.take(want_list(tunnels, TUNNELS)) or []):
+        where = "%s[%d]" % (TUNNELS, index)
+        if not isinstance(raw, dict):
+            errors.append("%s: must be a dict, not %s" % (where, native_type_name(raw)))
+            continue
+        name = _native(raw.get("name"))
+        error = _check_name(name, where + ".name")
+        if error:
+            errors.append(error)
+            continue
+        if name in out:
+            errors.append("%s.name: %s is used twice" % (where, name))
+            continue
+        out[name] = {"private_key": None, "preshared_key": None}
+        if "private_key" in keys and _given(raw.get("private_key")):
+            out[name]["private_key"] = _key(_native(raw["private_key"]), where + ".private_key", errors)
+        peer = raw.get("peer") if "preshared_key" in keys else None
+        if isinstance(peer, dict) and _given(peer.get("preshared_key")):
+            out[name]["preshared_key"] = _key(_native(peer["preshared_key"]), where + ".peer.preshared_key", errors)
+    if errors:
+        raise AnsibleFilterError("invalid split-tunnel configuration:\n  - " + "\n  - ".join(errors))
+    return out
+
+
+def client_domain_files(tunnels):
+    """The paths of the tunnels' domain files, for the role to read; what is not a path is left to client_plan."""
+    paths = []
+    for raw in tunnels if isinstance(tunnels, list) else []:
+        files = raw.get("domain_files") if isinstance(raw, dict) else None
+        for path in files if isinstance(files, list) else []:
+            if isinstance(path, str) and path and path not in paths:
+                paths.append(path)
+    return paths
+
+
 class FilterModule:
     def filters(self):
-        return {"client_plan": client_plan}
+        return {
+            "client_plan": client_plan,
+            "client_settings": client_settings,
+            "client_secrets": client_secrets,
+            "client_domain_files": client_domain_files,
+        }

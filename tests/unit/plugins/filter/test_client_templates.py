@@ -1,0 +1,143 @@
+"""The client role's templates, rendered from plans the filter accepted: no value adds a line.
+
+Belt and braces behind the plan's checks: every `{{ ... }}` of every template goes through a finalize hook
+that fails on a line break or any other control character in the value. The plans come from valid input
+with every field used (two tunnels, IPv6, users, ports, networks, a preshared key, keepalive); the rendered
+nftables file must also pass `nft -c`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import jinja2
+import pytest
+import yaml
+from ansible.plugins.filter.core import comment
+
+from ansible_collections.splitroute.vpn.plugins.filter.client_plan import client_plan, client_secrets, client_settings
+
+ROLE = Path(__file__).resolve().parents[4] / "roles" / "client"
+KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+PSK = "BAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+TUNNELS = [
+    {
+        "name": "wg0",
+        "address": ["10.99.0.10/32", "fd10:99::10/128"],
+        "private_key": KEY,
+        "peer": {
+            "public_key": KEY,
+            "endpoint": "[2001:db8::20]:51820",
+            "preshared_key": PSK,
+            "allowed_ips": ["0.0.0.0/0", "::/0"],
+            "persistent_keepalive": 25,
+        },
+        "dns": ["10.99.0.1", "fd10:99::1"],
+        "domains": ["example.com"],
+        "networks": ["203.0.113.0/24", "2001:db8:113::/48"],
+        "users": ["nobody", 1001],
+        "ports": [{"proto": "tcp", "port": "8000-8080"}, {"proto": "udp", "port": 5060}],
+    },
+    {
+        "name": "wg-1.x",
+        "address": ["10.97.0.10/32"],
+        "peer": {"public_key": KEY, "endpoint": "vpn.example.net:51821"},
+        "dns": ["10.97.0.1"],
+        "domains": ["example.net"],
+    },
+]
+SETTINGS = {
+    "state": "present",
+    "set_timeout": "3600",  # as -e gives it
+    "max_cache_ttl": 300,
+    "max_ttl": 300,
+    "cache_size": 10000,
+    "table_base": 100,
+    "priority_base": 1000,
+    "back_port": 5301,
+    "upstream_dns": ["192.0.2.53", "2001:db8::53"],
+    "wireguard_userspace": "wireguard-go",
+    "dns_redirect": "true",
+    "tailscale": True,
+}
+
+
+class AddedLine(AssertionError):
+    pass
+
+
+def guard(value):
+    text = "" if value is None else str(value)
+    bad = [c for c in text if ord(c) < 32 or ord(c) == 127]
+    if bad:
+        raise AddedLine("a value would add to or break a line: %r" % text)
+    return text
+
+
+def environment():
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(ROLE / "templates")),
+        trim_blocks=True,
+        undefined=jinja2.StrictUndefined,
+        finalize=guard,
+    )
+    # the header is the one multi-line value, and it is ours: one line here
+    env.filters["comment"] = lambda text: comment(text).replace("\n", " ")
+    return env
+
+
+def context(plan, settings, **extra):
+    names = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
+    names = {k: v for k, v in names.items() if not (isinstance(v, (str, dict)) and "{{" in str(v))}
+    return dict(
+        names,
+        ansible_managed="Ansible managed",
+        __splitroute_client_plan=plan,
+        __splitroute_client_settings=settings,
+        __splitroute_client_upstreams=settings["upstream_dns"],
+        __splitroute_client_secrets=client_secrets(TUNNELS),
+        **extra,
+    )
+
+
+def renderings():
+    plan = client_plan(TUNNELS, SETTINGS)
+    settings = client_settings(SETTINGS)
+    env = environment()
+    out = {}
+    for name in ("client.nft.j2", "dnsmasq-front.conf.j2", "splitroute-client-routing.j2") + tuple(
+        p.name for p in (ROLE / "templates").glob("*.service.j2")
+    ):
+        out[name] = env.get_template(name).render(context(plan, settings))
+    for item in plan:
+        for name in ("wg.conf.j2", "dnsmasq-back.conf.j2", "wg-quick-dropin.conf.j2"):
+            out["%s[%s]" % (name, item["name"])] = env.get_template(name).render(context(plan, settings, item=item))
+    return out
+
+
+def test_every_template_renders_with_no_value_adding_a_line():
+    out = renderings()
+    assert set(n.split("[")[0] for n in out) == {p.name for p in (ROLE / "templates").glob("*.j2")}
+    wg0 = out["wg.conf.j2[wg0]"]
+    assert "PresharedKey = %s\n" % PSK in wg0 and "Address = 10.99.0.10/32, fd10:99::10/128\n" in wg0
+    assert "Endpoint = [2001:db8::20]:51820\n" in wg0
+    assert "server=2001:db8::53\n" in out["dnsmasq-front.conf.j2"]
+    assert "redirect to :53" in out["client.nft.j2"] and "100.100.100.100" in out["client.nft.j2"]
+
+
+def test_the_guard_catches_a_value_with_a_line_break():
+    """The check above is not vacuous: a plan holding an injected line is caught at rendering."""
+    (plan,) = client_plan(TUNNELS[:1], SETTINGS)
+    plan = dict(plan, address=["fd00::2%x\nPreUp = touch /tmp/ran #"])
+    with pytest.raises(AddedLine):
+        environment().get_template("wg.conf.j2").render(context([plan], client_settings(SETTINGS), item=plan))
+
+
+@pytest.mark.skipif(shutil.which("nft") is None, reason="needs nft")
+def test_the_rendered_nftables_file_passes_nft_check(tmp_path):
+    path = tmp_path / "client.nft"
+    path.write_text(renderings()["client.nft.j2"])
+    proc = subprocess.run(["nft", "-c", "-f", str(path)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
