@@ -59,6 +59,14 @@ _ADDRESS_TYPES = (
 )
 
 
+def type_name(value):
+    """The builtin type VALUE is or derives from: 'int', not Ansible 2.19's '_AnsibleTaggedInt'."""
+    for cls in type(value).__mro__:
+        if cls.__module__ == "builtins" and cls is not object:
+            return cls.__name__
+    return type(value).__name__
+
+
 def _address_text(value, what):
     """The text of an address-like VALUE, or (None, error)."""
     if isinstance(value, _ADDRESS_TYPES):
@@ -66,7 +74,7 @@ def _address_text(value, what):
             return None, "%s %r is invalid: a scope id (%%...) is not allowed here" % (what, str(value))
         return str(value), None
     if isinstance(value, bool) or not isinstance(value, str):
-        return None, "%s must be a string, not %s" % (what, type(value).__name__)
+        return None, "%s must be a string, not %s" % (what, type_name(value))
     if "%" in value:
         return None, "%s %r is invalid: a scope id (%%...) is not allowed here" % (what, value)
     if not value or value != value.strip() or any(ord(c) < 33 or ord(c) == 127 for c in value):
@@ -166,7 +174,7 @@ def parse_next_hop(value, version=None, what="via"):
 
 def want_str(value, what, allow_empty=False):
     if isinstance(value, bool) or not isinstance(value, str):
-        return None, "%s: must be a string, not %s" % (what, type(value).__name__)
+        return None, "%s: must be a string, not %s" % (what, type_name(value))
     if not value and not allow_empty:
         return None, "%s: must not be empty" % what
     return value, None
@@ -180,7 +188,7 @@ def want_list(value, what):
         return list(value), None
     return None, "%s: must be a list, not %s%s" % (
         what,
-        type(value).__name__,
+        type_name(value),
         " (write [%r] for a list of one)" % value if isinstance(value, str) else "",
     )
 
@@ -191,7 +199,7 @@ def want_dict(value, what):
         return {}, None
     if isinstance(value, dict):
         return value, None
-    return None, "%s: must be a dict, not %s" % (what, type(value).__name__)
+    return None, "%s: must be a dict, not %s" % (what, type_name(value))
 
 
 def want_int(value, what, lo=None, hi=None):
@@ -217,6 +225,8 @@ def want_bool(value, what):
     """A boolean, or one of Ansible's boolean words as `-e` gives them."""
     if isinstance(value, bool):
         return value, None
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value), None
     if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
         return value.strip().lower() in _TRUE, None
     return None, "%s: must be true or false, not %r" % (what, value)

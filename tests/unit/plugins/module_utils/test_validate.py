@@ -106,3 +106,12 @@ def test_free_ranges_pass():
     assert check_tables(100, 10, "t") is None
     assert check_tables(256, 10, "t") is None
     assert check_priorities(1000, 1099, "p") is None
+
+
+def test_tagged_types_are_named_by_their_builtin_type():
+    class _AnsibleTaggedInt(int):
+        pass
+
+    assert want_str(_AnsibleTaggedInt(3), "x")[1] == "x: must be a string, not int"
+    assert want_bool(1, "x") == (True, None)
+    assert want_bool(2, "x")[1] == "x: must be true or false, not 2"
