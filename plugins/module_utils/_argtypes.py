@@ -14,7 +14,7 @@ gives them) stay what AnsibleModule makes of them.
 
 from __future__ import annotations
 
-from ansible.module_utils.basic import _load_params
+from ansible.module_utils import basic
 
 _STRINGS = ("str", "path")
 
@@ -75,12 +75,23 @@ def type_problems(spec, raw, where=""):
     return problems
 
 
-def fail_on_wrong_types(module):
-    """Fail MODULE with every wrong type at once (nothing has been looked at or changed yet)."""
+def _loose(spec):
+    """SPEC with every option raw and optional: a module that can start, to report the problems."""
+    return {name: {"type": "raw", "aliases": list(option.get("aliases") or [])} for name, option in spec.items()}
+
+
+def check_types(argument_spec, add_file_common_args=False):
+    """Check the arguments as sent against ARGUMENT_SPEC's types, before AnsibleModule(ARGUMENT_SPEC) is
+    made: AnsibleModule would convert them or, for some, refuse them with a message that does not say
+    which entry. Every wrong type fails at once, named with its path, before anything is looked at."""
     try:
-        raw = _load_params()
-    except Exception:  # pylint: disable=broad-except  # arguments came another way: AnsibleModule's checks stand
-        return
-    problems = type_problems(module.argument_spec, raw)
+        raw = basic._load_params()  # looked up here, so that ansible-test's stand-in (None) is used
+    except Exception:  # pylint: disable=broad-except  # AnsibleModule reports unreadable arguments itself
+        raw = None
+    spec = dict(argument_spec)
+    if add_file_common_args:
+        spec.update(basic.FILE_COMMON_ARGUMENTS)
+    problems = type_problems(spec, raw) if isinstance(raw, dict) else []
     if problems:
-        module.fail_json(msg="invalid arguments, nothing was changed: %s" % "; ".join(problems))
+        loose = basic.AnsibleModule(argument_spec=_loose(spec), supports_check_mode=True)
+        loose.fail_json(msg="invalid arguments, nothing was changed: %s" % "; ".join(problems))

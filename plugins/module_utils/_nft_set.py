@@ -10,7 +10,6 @@ import json
 import re
 import socket
 
-from ansible_collections.splitroute.vpn.plugins.module_utils._argtypes import fail_on_wrong_types
 from ansible_collections.splitroute.vpn.plugins.module_utils._netns import enter_netns, netns_exists
 from ansible_collections.splitroute.vpn.plugins.module_utils._nft import (
     Nft,
@@ -478,7 +477,6 @@ class NftSet:
 
     # ---- run
     def run(self):
-        fail_on_wrong_types(self.module)
         try:
             self._validate()
         except NftError as exc:

@@ -316,6 +316,7 @@ netns_veth:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.splitroute.vpn.plugins.module_utils._argtypes import check_types
 from ansible_collections.splitroute.vpn.plugins.module_utils._netns_veth import NetnsVeth
 
 
@@ -326,37 +327,39 @@ def main():
         "dev": {"type": "str"},
         "metric": {"type": "int"},
     }
-    module = AnsibleModule(
-        argument_spec={
-            "name": {"type": "str", "required": True},
-            "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
-            "peer_netns": {"type": "str"},
-            "veth": {
-                "type": "dict",
-                "options": {
-                    "host_name": {"type": "str", "required": True},
-                    "ns_name": {"type": "str", "required": True},
-                    "host_addresses": {"type": "list", "elements": "str", "default": []},
-                    "ns_addresses": {"type": "list", "elements": "str", "default": []},
-                    "mtu": {"type": "int"},
-                },
-            },
-            "purge_addresses": {"type": "bool", "default": True},
-            "routes": {"type": "list", "elements": "dict", "options": route},
-            "host_routes": {"type": "list", "elements": "dict", "options": route},
-            "sysctls": {"type": "dict"},
-            "resolv_conf": {
-                "type": "dict",
-                "options": {
-                    "nameservers": {"type": "list", "elements": "str"},
-                    "search": {"type": "list", "elements": "str"},
-                    "options": {"type": "list", "elements": "str"},
-                    "content": {"type": "str"},
-                },
-                "mutually_exclusive": [["content", "nameservers"], ["content", "search"], ["content", "options"]],
-                "required_one_of": [["content", "nameservers", "search", "options"]],
+    argument_spec = {
+        "name": {"type": "str", "required": True},
+        "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+        "peer_netns": {"type": "str"},
+        "veth": {
+            "type": "dict",
+            "options": {
+                "host_name": {"type": "str", "required": True},
+                "ns_name": {"type": "str", "required": True},
+                "host_addresses": {"type": "list", "elements": "str", "default": []},
+                "ns_addresses": {"type": "list", "elements": "str", "default": []},
+                "mtu": {"type": "int"},
             },
         },
+        "purge_addresses": {"type": "bool", "default": True},
+        "routes": {"type": "list", "elements": "dict", "options": route},
+        "host_routes": {"type": "list", "elements": "dict", "options": route},
+        "sysctls": {"type": "dict"},
+        "resolv_conf": {
+            "type": "dict",
+            "options": {
+                "nameservers": {"type": "list", "elements": "str"},
+                "search": {"type": "list", "elements": "str"},
+                "options": {"type": "list", "elements": "str"},
+                "content": {"type": "str"},
+            },
+            "mutually_exclusive": [["content", "nameservers"], ["content", "search"], ["content", "options"]],
+            "required_one_of": [["content", "nameservers", "search", "options"]],
+        },
+    }
+    check_types(argument_spec)
+    module = AnsibleModule(
+        argument_spec=argument_spec,
         required_if=[("state", "present", ("veth",))],
         supports_check_mode=True,
     )

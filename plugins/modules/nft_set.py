@@ -211,36 +211,39 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.splitroute.vpn.plugins.module_utils._argtypes import check_types
 from ansible_collections.splitroute.vpn.plugins.module_utils._nft_set import NftSet
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "family": {"type": "str", "default": "inet", "choices": ["inet", "ip", "ip6", "bridge", "netdev"]},
-            "table": {"type": "str", "required": True},
-            "name": {"type": "str", "required": True},
-            "create_table": {"type": "bool", "default": False},
-            "type": {"type": "raw"},
-            "flags": {
-                "type": "list",
-                "elements": "str",
-                "default": [],
-                "choices": ["interval", "timeout", "constant", "dynamic"],
-            },
-            "timeout": {"type": "raw"},
-            "size": {"type": "int"},
-            "auto_merge": {"type": "bool", "default": False},
-            "comment": {"type": "str"},
-            "elements": {"type": "list", "elements": "str"},
-            "state": {
-                "type": "str",
-                "default": "merged",
-                "choices": ["merged", "replaced", "overridden", "deleted", "flushed", "absent", "gathered"],
-            },
-            "backend": {"type": "str", "default": "auto", "choices": ["auto", "libnftables", "nft"]},
-            "netns": {"type": "str"},
+    argument_spec = {
+        "family": {"type": "str", "default": "inet", "choices": ["inet", "ip", "ip6", "bridge", "netdev"]},
+        "table": {"type": "str", "required": True},
+        "name": {"type": "str", "required": True},
+        "create_table": {"type": "bool", "default": False},
+        "type": {"type": "raw"},
+        "flags": {
+            "type": "list",
+            "elements": "str",
+            "default": [],
+            "choices": ["interval", "timeout", "constant", "dynamic"],
         },
+        "timeout": {"type": "raw"},
+        "size": {"type": "int"},
+        "auto_merge": {"type": "bool", "default": False},
+        "comment": {"type": "str"},
+        "elements": {"type": "list", "elements": "str"},
+        "state": {
+            "type": "str",
+            "default": "merged",
+            "choices": ["merged", "replaced", "overridden", "deleted", "flushed", "absent", "gathered"],
+        },
+        "backend": {"type": "str", "default": "auto", "choices": ["auto", "libnftables", "nft"]},
+        "netns": {"type": "str"},
+    }
+    check_types(argument_spec)
+    module = AnsibleModule(
+        argument_spec=argument_spec,
         supports_check_mode=True,
     )
     result = NftSet(module).run()
