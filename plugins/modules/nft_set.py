@@ -120,6 +120,8 @@ notes:
     a set that must be created, the transaction is sent in nft syntax (nftables 1.0.6 drops both from JSON
     input), still as one batch.
   - An empty O(netns) is an error, not the namespace the module runs in.
+  - A wrong type (a list or a dictionary where a string is wanted, a string or a number where a list is wanted)
+    fails with a message that names the option, before anything is looked at.
 seealso:
   - name: nftables wiki, sets
     description: Set types, flags and element notation.
