@@ -183,8 +183,8 @@ notes:
   - Needs root (C(CAP_NET_ADMIN) and C(CAP_SYS_ADMIN) to mount the namespace).
   - Check mode has no side effects at all. It creates neither the namespace nor C(/etc/netns/NAME).
   - To rename an end, remove the pair (O(state=absent)) first. An existing pair is never renamed or taken over.
-  - Addresses go through the collection's one address parser, which refuses scope ids (C(fd00::1%eth0)), since a scope id
-    could carry a new line into C(resolv.conf) or an C(ip) command.
+  - Addresses go through the collection's one address parser, which refuses scope ids (C(fd00::1%eth0)), since a
+    scope id could carry a new line into C(resolv.conf) or an C(ip) command.
   - A plain file at C(/run/netns/NAME) (left by a namespace that was not created or removed completely) is not a
     namespace. The module fails before changing anything and names the command that removes it
     (C(ip netns delete NAME)), with either state.

@@ -248,10 +248,12 @@ def comparable(s):
     return out
 
 
-def test_overridden_refused_by_the_kernel_keeps_the_old_set(netns, nsexec, module):
+@pytest.mark.parametrize("backend", ["libnftables", "nft"])
+def test_overridden_refused_by_the_kernel_keeps_the_old_set(netns, nsexec, module, backend):
     """The set is recreated (new comment) and the kernel refuses the new elements: the old set, its five
     elements and their lifetimes are still there, because it was all one transaction."""
     start = args(netns, name="pairs", type="ipv4_addr . inet_service", flags=["interval", "timeout"], timeout="1h")
+    start["backend"] = backend
     module("nft_set", dict(start, elements=FIVE))
     nsexec("nft", "add", "element", "inet", "sr", "pairs", "{ 10.0.3.1 . 53 timeout 30m }")  # as dnsmasq would
     before = live_set(nsexec, name="pairs")
