@@ -21,16 +21,22 @@ dnsmasq 2.90 facts this code relies on (measured on Debian 12, see docs of the m
 from __future__ import annotations
 
 import encodings.idna
-import ipaddress
+import grp
 import json
 import os
+import pwd
 import re
+import stat
 import tempfile
 import traceback
 import unicodedata
 
 from ansible_collections.splitroute.vpn.plugins.module_utils._netns import enter_netns
-from ansible_collections.splitroute.vpn.plugins.module_utils._validate import check_netns_name, check_nft_name
+from ansible_collections.splitroute.vpn.plugins.module_utils._validate import (
+    check_netns_name,
+    check_nft_name,
+    parse_address,
+)
 
 try:
     import nftables
@@ -238,10 +244,9 @@ def normalize_server(raw):
             "1-65535 (no names, interfaces, scopes or source addresses)" % _show(raw)
         )
     address, _sep, port = raw.partition("#")
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError as exc:
-        raise InputError("server %s: %s" % (_show(raw), exc)) from None
+    ip, error = parse_address(address, what="address")  # the collection's one parser: no scope ids
+    if error:
+        raise InputError("server %s: %s" % (_show(raw), error))
     if ip.is_unspecified or ip.is_multicast:
         raise InputError("server %s: %s is not usable as a DNS server address" % (_show(raw), ip))
     number = int(port) if port else 53
@@ -481,6 +486,56 @@ def parse_domains(text):
     return found
 
 
+def file_args_problems(params, directory, symbolic_mode):
+    """What is wrong with the mode, owner and group of PARAMS (AnsibleModule's file arguments), checked
+    the way AnsibleModule will apply them, so that a bad value fails before the file is written.
+    SYMBOLIC_MODE is AnsibleModule._symbolic_mode_to_octal (the module's own parser of u=rw,g=r)."""
+    problems = []
+    mode = params.get("mode")
+    if mode is not None:
+        if isinstance(mode, bool) or not isinstance(mode, (int, str)):
+            problems.append(
+                "mode must be an octal string such as '0644' or a symbolic mode, not %s" % type(mode).__name__
+            )
+        else:
+            problems.extend(_mode_problems(mode, directory, symbolic_mode))
+    for key, lookup, kind in (("owner", pwd.getpwnam, "user"), ("group", grp.getgrnam, "group")):
+        value = params.get(key)
+        if value is None:
+            continue
+        try:
+            if int(value) >= 0:
+                continue
+            problems.append("%s %s is not a %s id" % (key, _show(value), kind))
+            continue
+        except ValueError:
+            pass
+        try:
+            lookup(value)
+        except KeyError:
+            problems.append("%s %s: no such %s on this host" % (key, _show(value), kind))
+    return problems
+
+
+def _mode_problems(mode, directory, symbolic_mode):
+    if isinstance(mode, int):
+        number = mode
+    else:
+        try:
+            number = int(mode, 8)
+        except ValueError:
+            number = None
+        if number is None:
+            try:
+                path_stat = os.stat(directory if os.path.isdir(directory) else "/")
+                number = symbolic_mode(path_stat, mode)
+            except Exception as exc:  # what AnsibleModule would fail with, after writing
+                return ["mode %s must be in octal (0644) or symbolic (u=rw,g=r,o=r) form: %s" % (_show(mode), exc)]
+    if number < 0 or number != stat.S_IMODE(number):
+        return ["mode %s is invalid: only permission bits (0000-07777) are allowed" % _show(mode)]
+    return []
+
+
 class _SetReader:
     """Look up nftables sets as JSON: libnftables when importable, else ``nft -j -t``."""
 
@@ -571,6 +626,15 @@ class DnsmasqNftset:
 
     # ---- want ------------------------------------------------------------------------------
     def want(self):
+        problems = []
+        netns = self.params.get("netns")
+        if netns is not None:  # "" would quietly mean the module's own namespace
+            problems.extend(filter(None, [check_netns_name(netns, "netns")]))
+        if self.state == "present":
+            directory = os.path.dirname(self.path) or "."
+            problems.extend(file_args_problems(self.params, directory, self.module._symbolic_mode_to_octal))
+        if problems:
+            self.fail("invalid input, nothing was changed: %s" % "; ".join(problems))
         if self.state == "absent":
             return None
         try:

@@ -24,7 +24,7 @@ import re
 import socket
 import tempfile
 
-from ansible_collections.splitroute.vpn.plugins.module_utils._netns import CLONE_NEWNET, netns_path
+from ansible_collections.splitroute.vpn.plugins.module_utils._netns import CLONE_NEWNET, netns_path, not_a_netns
 from ansible_collections.splitroute.vpn.plugins.module_utils._pyroute2 import (
     IPRoute,
     NetlinkError,
@@ -456,6 +456,13 @@ class NetnsVeth:
 
     def _have(self, want):
         name, peer = want["name"], want["peer"]
+        # A stale /run/netns/NAME (a plain file, not a mounted namespace) cannot be entered: say what it
+        # is and how to remove it, before anything is read or changed. state=absent refuses it too: it is
+        # not a namespace this module made, and removing files it did not make is not its job.
+        for what, ns in (("name", name), ("peer_netns", peer)):
+            error = not_a_netns(ns) if ns is not None else None
+            if error:
+                self.module.fail_json(msg="%s %r: %s" % (what, ns, error))
         self.ns_exists = os.path.exists(netns_path(name))
         peer_exists = peer is None or os.path.exists(netns_path(peer))
         if not peer_exists and want["state"] == "present":
@@ -504,10 +511,27 @@ class NetnsVeth:
                 "%s is a veth whose peer is not %r in %s: refusing to take it over; "
                 "remove it (state=absent) or pick another veth.ns_name" % (ns_desc, veth["host_name"], self.host.where)
             )
-        for what, side, end in (("routes", self.ns, veth["ns_name"]), ("host_routes", self.host, veth["host_name"])):
-            for route in want[what] or []:
+        for what, side, end, key, link in (
+            ("routes", self.ns, veth["ns_name"], "ns_addresses", nse),
+            ("host_routes", self.host, veth["host_name"], "host_addresses", host),
+        ):
+            # The end's addresses after this run: a gateway outside all of them is refused by the
+            # kernel (No route to host) after the namespace and the pair were made.
+            end_addrs = list(veth[key])
+            if link is not None and not want["purge_addresses"]:
+                end_addrs += have[side.label]["addrs"].get(link["index"], [])
+            for pos, route in enumerate(want[what] or []):
                 if route["dev"] not in (end, "lo") and route["dev"] not in have[side.label]["links"]:
                     self._err("%s: dev %r does not exist in %s" % (what, route["dev"], side.where))
+                via = route["via"]
+                if route["dev"] != end or via is None or (via.version == 6 and via.is_link_local):
+                    continue
+                if not any(a.version == via.version and via in a.network for a in end_addrs):
+                    self._err(
+                        "%s[%d]: via %s is in no network of veth.%s (%s): the kernel would refuse the route "
+                        "(no route to host); add an address in its network to veth.%s"
+                        % (what, pos, via, key, ", ".join(map(str, end_addrs)) or "none", key)
+                    )
 
     # ------------------------------------------------------------------ views
     def _end_view(self, link, addrs, want_addrs=()):

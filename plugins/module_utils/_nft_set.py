@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import socket
 
@@ -24,6 +25,7 @@ ELEMENT_STATES = ("merged", "replaced", "overridden", "deleted")
 _MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}\Z")
 _IFNAME = re.compile(r"^[A-Za-z0-9_.:+*-]{1,16}\Z")
 _COMMENT_OK = re.compile(r"^[^\x00-\x1f\x7f\"\\]{0,128}\Z")
+_PROTO_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.+-]{0,63}\Z")
 _LIMITS = {"inet_service": 65535, "inet_proto": 255, "mark": 0xFFFFFFFF}
 _AF = {"ipv4_addr": (socket.AF_INET, 32), "ipv6_addr": (socket.AF_INET6, 128)}
 
@@ -122,14 +124,40 @@ class AddrCodec:
         return js
 
 
+def _proto_number(name):
+    """The number of protocol NAME as /etc/protocols gives it (nft reads and prints names the same way)."""
+    try:
+        return socket.getprotobyname(name)
+    except OSError:
+        return None
+
+
 class ScalarCodec:
-    """inet_service, inet_proto, mark (integers) and ether_addr, ifname (strings)."""
+    """inet_service, inet_proto, mark (integers) and ether_addr, ifname (strings).
+
+    nft prints an inet_proto element by its name from /etc/protocols (``"tcp"``,
+    ``"ipv6-icmp"``) where there is one and as a number otherwise, and reads
+    either: the key is always the number, so ``tcp`` and ``6`` are one element.
+    """
 
     LIMITS = _LIMITS
 
     def __init__(self, kind, interval):
         self.kind = kind
         self.interval = interval and kind in self.LIMITS
+
+    def _number(self, text):
+        try:
+            value = int(text, 0)
+        except ValueError:
+            value = _proto_number(text.lower()) if self.kind == "inet_proto" and _PROTO_NAME.match(text) else None
+            if value is None:
+                if self.kind == "inet_proto":
+                    raise ElementError("not a protocol number in 0-255 or a name from /etc/protocols") from None
+                raise ElementError("not a number in 0-%d" % self.LIMITS[self.kind]) from None
+        if not 0 <= value <= self.LIMITS[self.kind]:
+            raise ElementError("not a number in 0-%d" % self.LIMITS[self.kind])
+        return value
 
     def _one(self, text):
         text = str(text).strip()
@@ -142,17 +170,13 @@ class ScalarCodec:
             if not _IFNAME.match(text):
                 raise ElementError("not an interface name")
             return text
-        try:
-            value = int(text, 0)
-        except ValueError as exc:
-            raise ElementError("not a number in 0-%d" % self.LIMITS[self.kind]) from exc
-        if not 0 <= value <= self.LIMITS[self.kind]:
-            raise ElementError("not a number in 0-%d" % self.LIMITS[self.kind])
-        return value
+        return self._number(text)
 
     def parse(self, text):
         text = str(text).strip()
         if self.kind in self.LIMITS and "-" in text.lstrip("-"):
+            if self.kind == "inet_proto" and _proto_number(text.lower()) is not None:
+                return self._one(text)  # a name with a dash (ipv6-icmp), not a range
             if not self.interval:
                 raise ElementError("a range needs a set with the interval flag")
             lo, hi = (self._one(p) for p in text.split("-", 1))
@@ -161,13 +185,20 @@ class ScalarCodec:
             return (lo, hi) if lo != hi else lo
         return self._one(text)
 
+    def _from_json_one(self, val):
+        if self.kind not in self.LIMITS:
+            return val
+        if isinstance(val, int) and not isinstance(val, bool):
+            return val
+        if isinstance(val, str):
+            return self._number(val)
+        raise ElementError("unexpected value %r" % (val,))
+
     def from_json(self, val):
         if isinstance(val, dict) and "range" in val:
             lo, hi = val["range"]
-            return (int(lo), int(hi))
-        if self.kind in self.LIMITS:
-            return int(val)
-        return val
+            return (self._from_json_one(lo), self._from_json_one(hi))
+        return self._from_json_one(val)
 
     def to_json(self, key):
         return {"range": list(key)} if isinstance(key, tuple) else key
@@ -306,9 +337,13 @@ def within(interval, cov):
 
 def _normalise_type(value):
     if isinstance(value, (list, tuple)):
-        parts = [str(v).strip() for v in value]
+        if not value or not all(isinstance(v, str) for v in value):
+            raise NftError("type: a concatenation given as a list must be a list of type names, not %r" % (value,))
+        parts = [v.strip() for v in value]
+    elif isinstance(value, str):
+        parts = [p.strip() for p in value.split(".")]
     else:
-        parts = [p.strip() for p in str(value).split(".")]
+        raise NftError("type must be a type name such as ipv4_addr, or a concatenation, not %s" % type(value).__name__)
     for part in parts:
         if part not in ELEMENT_TYPES:
             raise NftError(
@@ -335,13 +370,21 @@ class NftSet:
             err = check_nft_name(p[key], what=what)
             if err:
                 raise NftError(err)
-        if p["netns"]:
-            err = check_netns_name(p["netns"])
+        if p["netns"] is not None:  # "" is not "no namespace": it would act where the module runs
+            err = check_netns_name(p["netns"], what="netns")
             if err:
                 raise NftError(err)
         if p["comment"] is not None and not _COMMENT_OK.match(p["comment"]):
             raise NftError("comment must be at most 128 printable characters without quotes or backslashes")
+        if p["size"] is not None and not 1 <= p["size"] <= 0xFFFFFFFF:
+            raise NftError(
+                "size %d is invalid: the largest number of elements, 1-4294967295 (omit it for no limit)" % p["size"]
+            )
         self.flags = sorted(set(p["flags"] or []))
+        if isinstance(p["timeout"], (list, dict, float)):
+            raise NftError("timeout must be seconds or an nft duration such as 1h, not %r" % (p["timeout"],))
+        # timeout 0 is what nft makes of "timeout 0s": a set with no default lifetime, which it
+        # lists without a timeout. It is compared as such, so a second run finds nothing to do.
         self.timeout = parse_duration(p["timeout"])
         if self.timeout and "timeout" not in self.flags:
             raise NftError("timeout needs the timeout flag in flags")
@@ -403,7 +446,7 @@ class NftSet:
         return {
             "type": self._type_text(),
             "flags": self.flags,
-            "timeout": self.timeout,
+            "timeout": self.timeout or None,  # 0: no default lifetime, which nft lists as no timeout
             "size": p["size"],
             "comment": p["comment"],
         }
@@ -412,12 +455,17 @@ class NftSet:
         want_def = self._want_definition()
         diffs = []
         for key in ("type", "flags", "timeout", "size", "comment"):
-            if key in ("size", "comment", "timeout") and want_def[key] is None:
+            have, want = have_def[key], want_def[key]
+            if key == "timeout":
+                if self.timeout is None:
+                    continue  # not asked for: whatever the set has is fine
+                have, want = have or 0, self.timeout
+            elif key in ("size", "comment") and want is None:
                 continue  # not asked for: whatever the set has is fine
-            if key == "size" and have_def["size"] is None:
+            if key == "size" and have is None:
                 continue
-            if have_def[key] != want_def[key]:
-                diffs.append("%s is %r, want %r" % (key, have_def[key], want_def[key]))
+            if have != want:
+                diffs.append("%s is %r, want %r" % (key, have, want))
         return diffs
 
     @staticmethod
@@ -433,7 +481,7 @@ class NftSet:
             self._validate()
         except NftError as exc:
             self.module.fail_json(msg=str(exc))
-        if self.params["netns"]:
+        if self.params["netns"] is not None:
             if self.state in ("absent", "deleted", "flushed") and not netns_exists(self.params["netns"]):
                 self.result["msg"] = "network namespace %s does not exist: nothing to remove" % self.params["netns"]
                 return self.result
@@ -458,59 +506,46 @@ class NftSet:
         return self.result
 
     def _apply(self, nft, commands):
-        native = self._native_prefix(commands)
-        if native is None:
-            try:
+        """The one write: every command in ONE nftables transaction, so the kernel applies all of it or
+        nothing. A set that is recreated (state=overridden) and then refused its elements is still the
+        old set, with its elements and their expiry, because the kernel aborted the whole batch."""
+        try:
+            if self._needs_native(commands):
+                # nftables 1.0.6 drops a set's comment and auto-merge from JSON input (measured):
+                # then the whole transaction goes in nft syntax, still as one batch.
+                nft.run_native(self._native_text(commands))
+            else:
                 nft.run(commands)
-            except NftError as exc:
-                self.module.fail_json(
-                    msg="nftables rejected the transaction (nothing was changed): %s" % exc, **self.result
-                )
-            return
-        # nftables 1.0.6 drops a set's comment and auto-merge from JSON input (measured): the
-        # table/set commands go in nft syntax as one transaction, the elements follow in JSON.
-        text, rest = native
-        try:
-            nft.run_native(text)
         except NftError as exc:
             self.module.fail_json(
-                msg="nftables rejected the set definition (nothing was changed): %s" % exc, **self.result
-            )
-        try:
-            nft.run(rest)
-        except NftError as exc:
-            rollback = "delete set %s %s %s" % (self.params["family"], self.params["table"], self.params["name"])
-            try:
-                nft.run_native(rollback)
-            except NftError:
-                pass
-            self.module.fail_json(
-                msg="nftables rejected the elements; the new set was removed again: %s" % exc, **self.result
+                msg="nftables rejected the transaction (nothing was changed): %s" % exc, **self.result
             )
 
-    def _native_prefix(self, commands):
-        """Split the commands into (nft text for table/set, JSON rest) when the set needs it, else None."""
+    def _needs_native(self, commands):
         p = self.params
         if not (p["auto_merge"] or p["comment"] is not None):
-            return None
-        if not any("add" in c and "set" in c["add"] for c in commands):
-            return None
+            return False
+        return any("add" in c and "set" in c["add"] for c in commands)
+
+    def _native_text(self, commands):
+        """COMMANDS (the JSON ones) in nft syntax. Built only from validated names and from elements
+        the codecs produced, so no value can end a statement or start another."""
         lines = []
-        rest = []
         for cmd in commands:
             ((verb, body),) = cmd.items()
             ((kind, obj),) = body.items()
-            if kind == "table" and verb == "add":
-                lines.append("add table %s %s" % (obj["family"], obj["name"]))
-            elif kind == "set" and verb == "delete":
-                lines.append("delete set %s %s %s" % (obj["family"], obj["table"], obj["name"]))
-            elif kind == "set" and verb == "add":
-                lines.append(
-                    "add set %s %s %s { %s }" % (obj["family"], obj["table"], obj["name"], self._native_body(obj))
-                )
-            else:
-                rest.append(cmd)
-        return "\n".join(lines) + "\n", rest
+            if kind == "table":
+                lines.append("%s table %s %s" % (verb, obj["family"], obj["name"]))
+                continue
+            where = "%s %s %s" % (obj["family"], obj["table"], obj["name"])
+            if kind == "set" and verb == "add":
+                lines.append("add set %s { %s }" % (where, self._native_body(obj)))
+            elif kind == "set":
+                lines.append("%s set %s" % (verb, where))
+            else:  # element
+                values = ", ".join(_native_value(e, self.type) for e in obj["elem"])
+                lines.append("%s element %s { %s }" % (verb, where, values))
+        return "\n".join(lines) + "\n"
 
     @staticmethod
     def _native_body(obj):
@@ -532,13 +567,11 @@ class NftSet:
         if raw is None:
             self.result["gathered"] = {}
             return self.result
-        codec = make_codec(
-            raw["type"] if isinstance(raw["type"], str) else list(raw["type"]), "interval" in raw.get("flags", [])
-        )
+        codec = make_codec(_raw_type(raw), "interval" in raw.get("flags", []))
         elements = []
         for item in raw.get("elem", []):
             val, expires, timeout = self._split_elem(item)
-            entry = {"value": codec.to_text(codec.from_json(val))}
+            entry = {"value": codec.to_text(self._read_elem(codec, val))}
             if expires is not None:
                 entry["expires"] = expires
             if timeout is not None:
@@ -577,6 +610,7 @@ class NftSet:
         before = {"exists": raw is not None}
         if raw is not None:
             before.update(have_def)
+        old_raw = recreated = None
 
         if self.state == "absent":
             if raw is not None:
@@ -605,24 +639,18 @@ class NftSet:
                 if diffs:
                     commands.append({"delete": {"set": ident}})
                     commands.append({"add": {"set": self._set_object()}})
+                    old_raw, recreated = raw, True
                     raw = dict(raw, elem=[])
             have_items = raw.get("elem", [])
 
         typ = self.type
         if typ is None and raw is not None:
-            typ = raw["type"] if isinstance(raw["type"], str) else list(raw["type"])
+            typ = _raw_type(raw)
         flags = self.flags if self.type is not None else (raw or {}).get("flags", [])
         codec = make_codec(typ, "interval" in flags)
         want_keys = self._want_keys(codec) if self.state != "flushed" else []
 
-        have = []  # (key, expires)
-        plain_v4 = isinstance(codec, AddrCodec) and not codec.interval and codec.family == socket.AF_INET
-        for item in have_items:
-            if plain_v4 and isinstance(item, str):  # nft prints IPv4 canonically: no parsing needed
-                have.append((item, None))
-                continue
-            val, expires, _timeout = self._split_elem(item)
-            have.append((codec.from_json(val), expires))
+        have = self._have_keys(codec, have_items)  # (key, expires)
 
         if isinstance(codec, AddrCodec) and codec.interval:
             delete, add = self._plan_intervals(have, want_keys)
@@ -638,12 +666,48 @@ class NftSet:
 
         deleted = set(delete) if self.state != "flushed" else {k for k, _expires in have}
         after_keys = [k for k, _expires in have if k not in deleted] + list(add)
+        # The kernel refuses elements beyond the set's size: say so before sending anything.
+        size = p["size"] if p["size"] is not None or recreated else (have_def or {}).get("size")
+        if size and len(after_keys) > size:
+            raise NftError(
+                "set %s %s %s would hold %d elements, more than its size %d: raise size or list fewer elements"
+                % (p["family"], p["table"], p["name"], len(after_keys), size)
+            )
         after = {"exists": True}
         after.update(self._want_definition() if self.type is not None else have_def or {})
         if self.module._diff:
-            before["elements"] = sorted(str(codec.to_text(k)) for k, _expires in have)
+            if recreated:  # the old elements, read as the old set's type
+                old_codec = make_codec(_raw_type(old_raw), "interval" in old_raw.get("flags", []))
+                have = self._have_keys(old_codec, old_raw.get("elem", []))
+                codec_before = old_codec
+            else:
+                codec_before = codec
+            before["elements"] = sorted(str(codec_before.to_text(k)) for k, _expires in have)
             after["elements"] = sorted(str(codec.to_text(k)) for k in after_keys)
         return commands, before, after
+
+    def _have_keys(self, codec, items):
+        """[(key, expires)] of the elements nft listed; an element nft prints in a way this module cannot
+        read is an error with a message, not a traceback."""
+        have = []
+        plain_v4 = isinstance(codec, AddrCodec) and not codec.interval and codec.family == socket.AF_INET
+        for item in items:
+            if plain_v4 and isinstance(item, str):  # nft prints IPv4 canonically: no parsing needed
+                have.append((item, None))
+                continue
+            val, expires, _timeout = self._split_elem(item)
+            have.append((self._read_elem(codec, val), expires))
+        return have
+
+    def _read_elem(self, codec, val):
+        try:
+            return codec.from_json(val)
+        except (ElementError, ValueError, KeyError, TypeError, IndexError, OSError) as exc:
+            p = self.params
+            raise NftError(
+                "cannot read element %s of set %s %s %s: %s"
+                % (json.dumps(val), p["family"], p["table"], p["name"], exc)
+            ) from None
 
     def _plan_exact(self, have, want_keys):
         state = self.state
@@ -678,6 +742,31 @@ class NftSet:
         delete = [k for k, _expires in have if not within(k, target)]
         add = subtract(target, cover(keep))
         return delete, add
+
+
+def _raw_type(raw):
+    return raw["type"] if isinstance(raw["type"], str) else list(raw["type"])
+
+
+def _native_value(js, typ):
+    """One element, as the codecs give it in JSON, in nft syntax."""
+    if isinstance(js, dict) and "concat" in js:
+        return " . ".join(_native_value(v, t) for v, t in zip(js["concat"], typ))
+    if isinstance(js, dict) and "prefix" in js:
+        return "%s/%d" % (js["prefix"]["addr"], js["prefix"]["len"])
+    if isinstance(js, dict) and "range" in js:
+        return "%s-%s" % tuple(_native_value(v, typ) for v in js["range"])
+    if isinstance(js, dict) and "elem" in js:
+        inner = js["elem"]
+        text = _native_value(inner["val"], typ)
+        if inner.get("timeout"):
+            text += " timeout %ds" % inner["timeout"]
+        if inner.get("expires"):
+            text += " expires %ds" % inner["expires"]
+        return text
+    if isinstance(js, int):
+        return str(js)
+    return '"%s"' % js if typ == "ifname" else js
 
 
 def _summarise(commands):

@@ -36,6 +36,12 @@ description:
     nftables identifiers, IP addresses and ports in the other fields.
   - The file starts with a comment saying that it is managed and is otherwise sorted, so the same input always
     gives the same bytes. The module fails when a line would be longer than the 1023 characters dnsmasq can read.
+  - O(mode), O(owner) and O(group) are checked the way they will be applied (an octal or symbolic mode, a user and a
+    group that exist) before anything is written, so a bad value leaves O(path) as it was.
+  - Every address (O(groups[].servers), O(groups[].back_server)) goes through the collection's one address parser,
+    which refuses scope ids (C(%...)). An empty O(netns) is an error, not the module's own namespace.
+  - A wrong type (a list or a dictionary where a string is wanted, a string or a number where a list is wanted)
+    fails with a message that names the option and its place, such as C(groups[1].domains).
   - The new content is checked with C(dnsmasq --test) before it atomically replaces O(path). For O(layout=front)
     the check uses C(--servers-file) and also reads the file as a conf-file, because C(dnsmasq --test) does not
     read servers-files. In check mode the same check runs on a temporary file that is removed afterwards.
@@ -275,6 +281,7 @@ operations:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.splitroute.vpn.plugins.module_utils._argtypes import check_types
 from ansible_collections.splitroute.vpn.plugins.module_utils._dnsmasq import DnsmasqNftset
 
 
@@ -292,16 +299,18 @@ def main():
         servers=dict(type="list", elements="str", default=[]),
         back_server=dict(type="str"),
     )
+    argument_spec = dict(
+        path=dict(type="path", required=True),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        layout=dict(type="str", default="flat", choices=["flat", "front", "back"]),
+        groups=dict(type="list", elements="dict", default=[], options=group_options),
+        check_sets=dict(type="bool", default=False),
+        netns=dict(type="str"),
+        dnsmasq_binary=dict(type="str", default="dnsmasq"),
+    )
+    check_types(argument_spec, add_file_common_args=True)
     module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type="path", required=True),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
-            layout=dict(type="str", default="flat", choices=["flat", "front", "back"]),
-            groups=dict(type="list", elements="dict", default=[], options=group_options),
-            check_sets=dict(type="bool", default=False),
-            netns=dict(type="str"),
-            dnsmasq_binary=dict(type="str", default="dnsmasq"),
-        ),
+        argument_spec=argument_spec,
         add_file_common_args=True,
         supports_check_mode=True,
     )

@@ -112,7 +112,10 @@ options:
         type: str
         required: true
       via:
-        description: Gateway address, of the same family as O(routes[].dest). Omit it for a route on the device itself.
+        description:
+          - Gateway address, of the same family as O(routes[].dest). Omit it for a route on the device itself.
+          - On the namespace end it must lie in the network of one of its addresses (or be IPv6 link-local), or
+            the module fails before changing anything, as the kernel would refuse the route.
         type: str
       dev:
         description: Output device inside the namespace. Defaults to the namespace end O(veth.ns_name).
@@ -180,6 +183,13 @@ notes:
   - Needs root (C(CAP_NET_ADMIN) and C(CAP_SYS_ADMIN) to mount the namespace).
   - Check mode has no side effects at all. It creates neither the namespace nor C(/etc/netns/NAME).
   - To rename an end, remove the pair (O(state=absent)) first. An existing pair is never renamed or taken over.
+  - Addresses go through the collection's one address parser, which refuses scope ids (C(fd00::1%eth0)), since a
+    scope id could carry a new line into C(resolv.conf) or an C(ip) command.
+  - A plain file at C(/run/netns/NAME) (left by a namespace that was not created or removed completely) is not a
+    namespace. The module fails before changing anything and names the command that removes it
+    (C(ip netns delete NAME)), with either state.
+  - A wrong type (a list or a dictionary where a string is wanted, a string or a number where a list is wanted)
+    fails with a message that names the option and its place, such as C(routes[0].dest).
 seealso:
   - name: ip-netns(8)
     description: How named network namespaces and C(/etc/netns/NAME) work.
@@ -316,6 +326,7 @@ netns_veth:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.splitroute.vpn.plugins.module_utils._argtypes import check_types
 from ansible_collections.splitroute.vpn.plugins.module_utils._netns_veth import NetnsVeth
 
 
@@ -326,37 +337,39 @@ def main():
         "dev": {"type": "str"},
         "metric": {"type": "int"},
     }
-    module = AnsibleModule(
-        argument_spec={
-            "name": {"type": "str", "required": True},
-            "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
-            "peer_netns": {"type": "str"},
-            "veth": {
-                "type": "dict",
-                "options": {
-                    "host_name": {"type": "str", "required": True},
-                    "ns_name": {"type": "str", "required": True},
-                    "host_addresses": {"type": "list", "elements": "str", "default": []},
-                    "ns_addresses": {"type": "list", "elements": "str", "default": []},
-                    "mtu": {"type": "int"},
-                },
-            },
-            "purge_addresses": {"type": "bool", "default": True},
-            "routes": {"type": "list", "elements": "dict", "options": route},
-            "host_routes": {"type": "list", "elements": "dict", "options": route},
-            "sysctls": {"type": "dict"},
-            "resolv_conf": {
-                "type": "dict",
-                "options": {
-                    "nameservers": {"type": "list", "elements": "str"},
-                    "search": {"type": "list", "elements": "str"},
-                    "options": {"type": "list", "elements": "str"},
-                    "content": {"type": "str"},
-                },
-                "mutually_exclusive": [["content", "nameservers"], ["content", "search"], ["content", "options"]],
-                "required_one_of": [["content", "nameservers", "search", "options"]],
+    argument_spec = {
+        "name": {"type": "str", "required": True},
+        "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+        "peer_netns": {"type": "str"},
+        "veth": {
+            "type": "dict",
+            "options": {
+                "host_name": {"type": "str", "required": True},
+                "ns_name": {"type": "str", "required": True},
+                "host_addresses": {"type": "list", "elements": "str", "default": []},
+                "ns_addresses": {"type": "list", "elements": "str", "default": []},
+                "mtu": {"type": "int"},
             },
         },
+        "purge_addresses": {"type": "bool", "default": True},
+        "routes": {"type": "list", "elements": "dict", "options": route},
+        "host_routes": {"type": "list", "elements": "dict", "options": route},
+        "sysctls": {"type": "dict"},
+        "resolv_conf": {
+            "type": "dict",
+            "options": {
+                "nameservers": {"type": "list", "elements": "str"},
+                "search": {"type": "list", "elements": "str"},
+                "options": {"type": "list", "elements": "str"},
+                "content": {"type": "str"},
+            },
+            "mutually_exclusive": [["content", "nameservers"], ["content", "search"], ["content", "options"]],
+            "required_one_of": [["content", "nameservers", "search", "options"]],
+        },
+    }
+    check_types(argument_spec)
+    module = AnsibleModule(
+        argument_spec=argument_spec,
         required_if=[("state", "present", ("veth",))],
         supports_check_mode=True,
     )

@@ -62,9 +62,14 @@ options:
     description:
       - Default lifetime of an element, in seconds or as an nft duration (V(1h), V(30m), V(1d12h)).
       - Needs V(timeout) in O(flags). Elements added by this module get this lifetime too.
+      - V(0) means no default lifetime (nft lists such a set without a timeout); with O(state=overridden) it
+        recreates a set that has one. Omit O(timeout) to accept whatever the set has.
     type: raw
   size:
-    description: Maximum number of elements. Not compared when omitted.
+    description:
+      - Maximum number of elements, 1 or more. Not compared when omitted.
+      - A request that would leave the set with more elements than its size (this one, or the existing set's when
+        omitted) fails before anything is sent.
     type: int
   auto_merge:
     description:
@@ -79,6 +84,8 @@ options:
   elements:
     description:
       - Elements in nft's notation; a concatenated element is written V(10.0.0.1 . 443).
+      - An V(inet_proto) element is a number or a name from C(/etc/protocols) (V(tcp) and V(6) are the same
+        element); the module reports them as numbers.
       - In an interval set the module compares what the elements cover, not how they are written, so
         V(10.0.0.0/24) and V(10.0.0.0-10.0.0.255) are the same, and overlapping input is merged.
     type: list
@@ -107,9 +114,14 @@ options:
 notes:
   - A set referenced by a rule cannot be deleted; O(state=absent) then fails with the kernel's message and changes
     nothing.
-  - Transactions are atomic in the kernel. Only when O(comment) or O(auto_merge) is given for a set that must be
-    created is the set definition sent first (in nft syntax, which keeps them) and the elements second; if the
-    elements are rejected the new set is removed again.
+  - Every change is one nftables transaction, which the kernel applies completely or not at all. When the
+    kernel refuses part of it (for example an element of a set that O(state=overridden) recreates), the set
+    stays exactly as it was, with its elements and their expiry. When O(comment) or O(auto_merge) is given for
+    a set that must be created, the transaction is sent in nft syntax (nftables 1.0.6 drops both from JSON
+    input), still as one batch.
+  - An empty O(netns) is an error, not the namespace the module runs in.
+  - A wrong type (a list or a dictionary where a string is wanted, a string or a number where a list is wanted)
+    fails with a message that names the option, before anything is looked at.
 seealso:
   - name: nftables wiki, sets
     description: Set types, flags and element notation.
@@ -201,36 +213,39 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.splitroute.vpn.plugins.module_utils._argtypes import check_types
 from ansible_collections.splitroute.vpn.plugins.module_utils._nft_set import NftSet
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "family": {"type": "str", "default": "inet", "choices": ["inet", "ip", "ip6", "bridge", "netdev"]},
-            "table": {"type": "str", "required": True},
-            "name": {"type": "str", "required": True},
-            "create_table": {"type": "bool", "default": False},
-            "type": {"type": "raw"},
-            "flags": {
-                "type": "list",
-                "elements": "str",
-                "default": [],
-                "choices": ["interval", "timeout", "constant", "dynamic"],
-            },
-            "timeout": {"type": "raw"},
-            "size": {"type": "int"},
-            "auto_merge": {"type": "bool", "default": False},
-            "comment": {"type": "str"},
-            "elements": {"type": "list", "elements": "str"},
-            "state": {
-                "type": "str",
-                "default": "merged",
-                "choices": ["merged", "replaced", "overridden", "deleted", "flushed", "absent", "gathered"],
-            },
-            "backend": {"type": "str", "default": "auto", "choices": ["auto", "libnftables", "nft"]},
-            "netns": {"type": "str"},
+    argument_spec = {
+        "family": {"type": "str", "default": "inet", "choices": ["inet", "ip", "ip6", "bridge", "netdev"]},
+        "table": {"type": "str", "required": True},
+        "name": {"type": "str", "required": True},
+        "create_table": {"type": "bool", "default": False},
+        "type": {"type": "raw"},
+        "flags": {
+            "type": "list",
+            "elements": "str",
+            "default": [],
+            "choices": ["interval", "timeout", "constant", "dynamic"],
         },
+        "timeout": {"type": "raw"},
+        "size": {"type": "int"},
+        "auto_merge": {"type": "bool", "default": False},
+        "comment": {"type": "str"},
+        "elements": {"type": "list", "elements": "str"},
+        "state": {
+            "type": "str",
+            "default": "merged",
+            "choices": ["merged", "replaced", "overridden", "deleted", "flushed", "absent", "gathered"],
+        },
+        "backend": {"type": "str", "default": "auto", "choices": ["auto", "libnftables", "nft"]},
+        "netns": {"type": "str"},
+    }
+    check_types(argument_spec)
+    module = AnsibleModule(
+        argument_spec=argument_spec,
         supports_check_mode=True,
     )
     result = NftSet(module).run()

@@ -10,6 +10,7 @@ import re
 import subprocess
 
 import pytest
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.splitroute.vpn.plugins.module_utils import _dnsmasq as dm
 
@@ -490,3 +491,32 @@ def test_ten_thousand_domains(tmp_path):
     assert len(lines) == 2 + 2 * 10000
     assert dm.parse_domains(compiled.content) == set(domains)
     assert dnsmasq_test(tmp_path, compiled.content).returncode == 0
+
+
+# ---- file arguments, checked before the file is written --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        ({"mode": "0644"}, None),
+        ({"mode": 0o640}, None),
+        ({"mode": "u=rw,g=r,o="}, None),
+        ({"mode": "a+X"}, None),
+        ({"owner": "root", "group": "root"}, None),
+        ({"owner": "0", "group": "0"}, None),
+        ({"mode": "999"}, "mode '999' must be in octal (0644) or symbolic (u=rw,g=r,o=r) form"),
+        ({"mode": "0o7777777"}, "mode '0o7777777' is invalid: only permission bits"),
+        ({"mode": -1}, "mode -1 is invalid: only permission bits"),
+        ({"mode": True}, "mode must be an octal string such as '0644' or a symbolic mode, not bool"),
+        ({"owner": "srt-nobody-here"}, "owner 'srt-nobody-here': no such user on this host"),
+        ({"owner": "-5"}, "owner '-5' is not a user id"),
+        ({"group": "srt-nogroup-here"}, "group 'srt-nogroup-here': no such group on this host"),
+    ],
+)
+def test_file_args_problems(tmp_path, args, problem):
+    problems = dm.file_args_problems(args, str(tmp_path), AnsibleModule._symbolic_mode_to_octal)
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and problem in problems[0]

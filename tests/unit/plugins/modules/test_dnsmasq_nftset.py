@@ -460,3 +460,93 @@ def test_dnsmasq_facts_the_module_relies_on(tmp_path, nsexec, dnsmasq):
     assert set_elements(nsexec, "wg0_v4") == ["198.51.100.10", "198.51.100.11"]
     assert set_elements(nsexec, "wg0_v6") == []  # the second line for the same domain is ignored
     assert set_elements(nsexec, "wildcard") == []  # accepted by dnsmasq --test, matches no name
+
+
+# ---- issue 11: file arguments, netns and types are checked before anything is written --------------
+
+BAD_FILE_ARGS = {
+    "mode not octal": ({"mode": "999"}, "mode '999' must be in octal (0644) or symbolic (u=rw,g=r,o=r) form"),
+    "bad symbolic mode": ({"mode": "u=rwz"}, "mode 'u=rwz' must be in octal"),
+    "mode beyond permission bits": ({"mode": 0o177777}, "only permission bits (0000-07777) are allowed"),
+    "mode as a list": ({"mode": ["0644"]}, "mode must be an octal string such as '0644' or a symbolic mode, not list"),
+    "unknown owner": ({"owner": "srt-no-such-user"}, "owner 'srt-no-such-user': no such user on this host"),
+    "unknown group": ({"group": "srt-no-such-group"}, "group 'srt-no-such-group': no such group on this host"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILE_ARGS))
+@pytest.mark.parametrize("existing", [True, False], ids=["existing file", "new file"])
+def test_bad_file_arguments_write_nothing(conf, module, private_tmp, case, existing):
+    over, message = BAD_FILE_ARGS[case]
+    if existing:
+        conf.write_text("# before\nnftset=/keep.example/4#inet#splitroute#wg0_v4\n")
+    before = snapshot(conf)
+    for check in (True, False):
+        result = module("dnsmasq_nftset", dict(over, path=str(conf), groups=[group()]), check=check, expect_fail=True)
+        assert result["msg"].startswith("invalid input, nothing was changed: ")
+        assert message in result["msg"]
+        assert snapshot(conf) == before
+    assert sorted(os.listdir(conf.parent)) == (["splitroute.conf"] if existing else [])
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_symbolic_mode_still_works(conf, four):
+    four("dnsmasq_nftset", {"path": str(conf), "groups": [group()], "mode": "u=rw,g=r,o="})
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o640
+
+
+def test_empty_netns_is_refused(conf, module):
+    for check_sets in (False, True):
+        args = {"path": str(conf), "groups": [group()], "netns": "", "check_sets": check_sets}
+        result = module("dnsmasq_nftset", args, expect_fail=True)
+        assert "netns '' is invalid" in result["msg"]
+        assert not conf.exists()
+
+
+def test_stale_netns_file_is_a_clear_error(conf, module, tmp_path):
+    name = "srt-stale-%s" % tmp_path.name[-8:]
+    path = "/run/netns/%s" % name
+    open(path, "w").close()
+    try:
+        args = {"path": str(conf), "groups": [group()], "netns": name, "check_sets": True}
+        result = module("dnsmasq_nftset", args, expect_fail=True)
+        assert "%s exists but is not a network namespace" % path in result["msg"]
+        assert not conf.exists()
+    finally:
+        os.unlink(path)
+
+
+WRONG_TYPES = {
+    "path as a list": ({"path": ["/tmp/x.conf"]}, "path: must be a string, not list"),
+    "groups as a dict": ({"groups": {"name": "wg0"}}, "groups: must be a list, not dict"),
+    "group as a string": ({"groups": ["wg0"]}, "groups[0]: must be a dictionary, not str"),
+    "group name as a list": ({"groups": [group(name=["wg0"])]}, "groups[0].name: must be a string, not list"),
+    "group name as a dict": ({"groups": [group(name={"a": 1})]}, "groups[0].name: must be a string, not dict"),
+    "domains as a string": (
+        {"groups": [dict(group(), domains="netflix.com")]},
+        "groups[0].domains: must be a list, not str",
+    ),
+    "domains as a number": ({"groups": [dict(group(), domains=5)]}, "groups[0].domains: must be a list, not int"),
+    "domain as a list": ({"groups": [group(domains=[["a.example"]])]}, "groups[0].domains[0]: must be a string"),
+    "sets as a dict": ({"groups": [group(sets=SETS[0])]}, "groups[0].sets: must be a list, not dict"),
+    "set table as a list": (
+        {"groups": [group(sets=[dict(SETS[0], table=["t"])])]},
+        "groups[0].sets[0].table: must be a string, not list",
+    ),
+    "servers as a string": ({"groups": [group(servers="10.0.0.1")]}, "groups[0].servers: must be a list, not str"),
+    "back_server as a dict": (
+        {"layout": "front", "groups": [group(back_server={"a": 1})]},
+        "groups[0].back_server: must be a string, not dict",
+    ),
+    "netns as a list": ({"netns": ["x"]}, "netns: must be a string, not list"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRONG_TYPES))
+def test_wrong_types_are_named(conf, module, case):
+    over, message = WRONG_TYPES[case]
+    args = dict({"path": str(conf), "groups": [group()]}, **over)
+    result = module("dnsmasq_nftset", args, expect_fail=True)
+    assert message in result["msg"]
+    assert "Traceback" not in json.dumps(result)
+    assert not conf.exists()

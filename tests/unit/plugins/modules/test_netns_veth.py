@@ -441,6 +441,14 @@ BAD = {
     "route dest with host bits": ({"routes": [{"dest": "10.1.0.1/24", "via": "10.201.0.1"}]}, "has host bits set"),
     "route family mismatch": ({"routes": [{"dest": "10.1.0.0/24", "via": "fd00:201::1"}]}, "is not IPv4"),
     "default without via": ({"routes": [{"dest": "default"}]}, "dest 'default' needs via"),
+    "route via off the ns end": (
+        {"routes": [{"dest": "2001:db8:51::/48", "via": "fd00:999::1"}]},
+        "routes[0]: via fd00:999::1 is in no network of veth.ns_addresses (10.201.0.2/24, fd00:201::2/64)",
+    ),
+    "host route via off the host end": (
+        {"host_routes": [{"dest": "203.0.113.0/24", "via": "10.9.9.9"}]},
+        "host_routes[0]: via 10.9.9.9 is in no network of veth.host_addresses",
+    ),
     "route dev missing": ({"routes": [{"dest": "10.1.0.0/24", "dev": "nosuch0"}]}, "dev 'nosuch0' does not exist"),
     "sysctl outside net": ({"sysctls": {"kernel.hostname": "x"}}, "only net.* keys"),
     "sysctl path escape": ({"sysctls": {"net.ipv4.conf.//.x": 1}}, "is invalid"),
@@ -509,3 +517,110 @@ def test_pair_of_another_namespace_is_not_hijacked(module, four, netns, name):
         assert not netns_exists(other)
     finally:
         subprocess.run(["ip", "netns", "del", other], capture_output=True, check=False)
+
+
+# --------------------------------------------------------------------------- issue 11: bad input
+VETH = {"host_name": HOST_IF, "ns_name": NS_IF}
+SCOPED = {
+    # each address that reaches a file or a command; "%x\nX" would put a line X into resolv.conf
+    "resolv_conf.nameservers": {"resolv_conf": {"nameservers": ["fd00::2%x\nX"]}},
+    "veth.host_addresses": {"veth": dict(VETH, host_addresses=["fd00::1%x\nX/64"])},
+    "veth.ns_addresses": {"veth": dict(VETH, ns_addresses=["fd00::2%x/64"])},
+    "routes.dest": {"routes": [{"dest": "fd00:9::%x\nX/64", "via": "fd00:201::1"}]},
+    "routes.via": {"routes": [{"dest": "2001:db8:51::/48", "via": "fd00:201::1%x\nX"}]},
+    "host_routes.via": {"host_routes": [{"dest": "2001:db8:52::/48", "via": "fd00:201::2%eth0"}]},
+}
+
+
+@pytest.mark.parametrize("case", sorted(SCOPED))
+def test_scope_ids_are_refused_before_anything_is_written(module, netns, name, case):
+    args = args_for(name, netns)
+    args.update(SCOPED[case])
+    before = snapshot(netns, name)
+    for check in (True, False):
+        result = module(MODULE, args, check=check, expect_fail=True)
+        assert "a scope id (%...) is not allowed here" in result["msg"], result["msg"]
+        assert case.split(".")[0] in result["msg"]
+    assert snapshot(netns, name) == before
+    assert not os.path.exists("/etc/netns/%s/resolv.conf" % name)
+
+
+@pytest.mark.parametrize("state", ["present", "absent"])
+def test_stale_netns_file_is_refused_with_a_way_out(module, netns, name, state):
+    """A plain file at /run/netns/NAME (no namespace mounted there) is named, with how to remove it."""
+    path = "/run/netns/%s" % name
+    open(path, "w").close()
+    before = snapshot(netns, name)
+    args = args_for(name, netns) if state == "present" else {"name": name, "peer_netns": netns, "state": "absent"}
+    result = module(MODULE, args, expect_fail=True)
+    assert "name %r: %s exists but is not a network namespace (a plain file" % (name, path) in result["msg"]
+    assert "'ip netns delete %s'" % name in result["msg"]
+    assert snapshot(netns, name) == before
+    assert os.path.isfile(path) and not os.path.exists("/etc/netns/%s" % name)
+    # the advice works, and then so does the module
+    subprocess.run(["ip", "netns", "delete", name], check=True)
+    if state == "present":
+        module(MODULE, args)
+
+
+def test_stale_peer_netns_file_is_refused(module, name):
+    peer = "srt-" + uuid.uuid4().hex[:10]
+    open("/run/netns/%s" % peer, "w").close()
+    try:
+        result = module(MODULE, args_for(name, peer), expect_fail=True)
+        assert "peer_netns %r: /run/netns/%s exists but is not a network namespace" % (peer, peer) in result["msg"]
+        assert not netns_exists(name)
+    finally:
+        os.unlink("/run/netns/%s" % peer)
+
+
+@pytest.mark.parametrize(
+    ("over", "message"), [({"name": ""}, "name '' is invalid"), ({"peer_netns": ""}, "peer_netns '' is invalid")]
+)
+def test_empty_namespace_names_are_refused(module, netns, name, over, message):
+    before = snapshot(netns, name)
+    result = module(MODULE, dict(args_for(name, netns), **over), expect_fail=True)
+    assert message in result["msg"]
+    assert snapshot(netns, name) == before
+
+
+WRONG_TYPES = {
+    "name as a list": ({"name": ["vpn"]}, "name: must be a string, not list"),
+    "veth as a string": ({"veth": "vh-test"}, "veth: must be a dictionary, not str"),
+    "host_name as a dict": ({"veth": dict(VETH, host_name={"a": 1})}, "veth.host_name: must be a string, not dict"),
+    "ns_addresses as a string": (
+        {"veth": dict(VETH, ns_addresses="10.201.0.2/24")},
+        "veth.ns_addresses: must be a list, not str",
+    ),
+    "host_addresses as a number": ({"veth": dict(VETH, host_addresses=5)}, "veth.host_addresses: must be a list"),
+    "routes as a dict": ({"routes": {"dest": "198.51.100.0/24"}}, "routes: must be a list, not dict"),
+    "route dest as a list": ({"routes": [{"dest": ["198.51.100.0/24"]}]}, "routes[0].dest: must be a string, not list"),
+    "route via as a dict": (
+        {"host_routes": [{"dest": "198.51.100.0/24", "via": {"a": 1}}]},
+        "host_routes[0].via: must be a string, not dict",
+    ),
+    "sysctls as a list": ({"sysctls": ["net.ipv4.ip_forward=1"]}, "sysctls: must be a dictionary, not list"),
+    "nameservers as a string": (
+        {"resolv_conf": {"nameservers": "192.0.2.53"}},
+        "resolv_conf.nameservers: must be a list, not str",
+    ),
+    "nameserver as a list": (
+        {"resolv_conf": {"nameservers": [["192.0.2.53"]]}},
+        "resolv_conf.nameservers[0]: must be a string, not list",
+    ),
+    "search as a number": ({"resolv_conf": {"search": 5}}, "resolv_conf.search: must be a list, not int"),
+    "content as a list": (
+        {"resolv_conf": {"content": ["nameserver 192.0.2.53"]}},
+        "resolv_conf.content: must be a string",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRONG_TYPES))
+def test_wrong_types_are_named(module, netns, name, case):
+    over, message = WRONG_TYPES[case]
+    before = snapshot(netns, name)
+    result = module(MODULE, dict(args_for(name, netns), **over), expect_fail=True)
+    assert message in result["msg"], result["msg"]
+    assert "Traceback" not in json.dumps(result)
+    assert snapshot(netns, name) == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 
 import pytest
 
@@ -231,3 +232,125 @@ def test_hundred_thousand_elements(netns, nsexec, module, flags):
     assert len(elem_values(live_set(nsexec))) == 100_000
     again = module("nft_set", a)
     assert again["changed"] is False
+
+
+# --------------------------------------------------------------------------- bad input (issue 11)
+FIVE = ["10.0.0.1 . 80", "10.0.0.2 . 80", "10.0.0.3 . 443", "10.0.1.0/24 . 22", "10.0.2.1 . 1000-2000"]
+
+
+def comparable(s):
+    """A listed set without what changes on its own: the handle and each element's remaining lifetime."""
+    out = {k: v for k, v in s.items() if k not in ("handle", "elem")}
+    out["elem"] = sorted(
+        json.dumps(dict(e["elem"], expires=None) if isinstance(e, dict) and "elem" in e else e, sort_keys=True)
+        for e in s.get("elem", [])
+    )
+    return out
+
+
+@pytest.mark.parametrize("backend", ["libnftables", "nft"])
+def test_overridden_refused_by_the_kernel_keeps_the_old_set(netns, nsexec, module, backend):
+    """The set is recreated (new comment) and the kernel refuses the new elements: the old set, its five
+    elements and their lifetimes are still there, because it was all one transaction."""
+    start = args(netns, name="pairs", type="ipv4_addr . inet_service", flags=["interval", "timeout"], timeout="1h")
+    start["backend"] = backend
+    module("nft_set", dict(start, elements=FIVE))
+    nsexec("nft", "add", "element", "inet", "sr", "pairs", "{ 10.0.3.1 . 53 timeout 30m }")  # as dnsmasq would
+    before = live_set(nsexec, name="pairs")
+    assert len(before["elem"]) == 6
+    # Overlapping elements of an interval concatenation: nft and the module accept them, the kernel does not.
+    refused = dict(start, comment="new", state="overridden", elements=["10.9.0.0/24 . 80", "10.9.0.0/25 . 80"])
+    failed = module("nft_set", refused, expect_fail=True)
+    assert "nothing was changed" in failed["msg"] and "File exists" in failed["msg"]
+    assert failed["diff"]["before"]["elements"] == sorted([*FIVE, "10.0.3.1 . 53"])
+    after = live_set(nsexec, name="pairs")
+    assert comparable(after) == comparable(before)
+    lifetimes = {json.dumps(e["elem"]["val"]): e["elem"]["expires"] for e in after["elem"]}
+    assert 1700 < lifetimes[json.dumps({"concat": ["10.0.3.1", 53]})] <= 1800  # its own expiry, not reset
+
+
+def test_size_below_the_element_count_fails_before_any_change(netns, nsexec, module):
+    module("nft_set", args(netns, elements=["198.51.100.%d" % i for i in range(1, 6)]))
+    before = ruleset(nsexec)
+    over = args(netns, comment="x", size=1, state="overridden", elements=["198.51.100.1", "198.51.100.2"])
+    failed = module("nft_set", over, expect_fail=True)
+    assert "would hold 2 elements, more than its size 1" in failed["msg"]
+    # a set that has a size is not overfilled either
+    module("nft_set", args(netns, name="small", size=2, elements=["198.51.100.1"]))
+    before = ruleset(nsexec)
+    failed = module("nft_set", args(netns, name="small", elements=["198.51.100.2", "198.51.100.3"]), expect_fail=True)
+    assert "would hold 3 elements, more than its size 2" in failed["msg"]
+    assert ruleset(nsexec) == before
+
+
+def test_inet_proto_names_and_numbers_are_one_element(netns, nsexec, four, module):
+    a = args(netns, name="protos", type="inet_proto", elements=["tcp", "17", "ipv6-icmp"])
+    four("nft_set", a)
+    assert sorted(elem_values(live_set(nsexec, name="protos"))) == ["ipv6-icmp", "tcp", "udp"]  # as nft prints them
+    same = module("nft_set", dict(a, elements=["6", "UDP", "58"], state="overridden"), check=True)
+    assert same["changed"] is False
+    gathered = module("nft_set", args(netns, name="protos", state="gathered"))["gathered"]
+    assert sorted(e["value"] for e in gathered["elements"]) == ["17", "58", "6"]
+    four("nft_set", args(netns, name="ranges", type="inet_proto", flags=["interval"], elements=["icmp-tcp", "udp"]))
+    four("nft_set", args(netns, name="ranges", type="inet_proto", flags=["interval"], elements=["17"], state="deleted"))
+    assert elem_values(live_set(nsexec, name="ranges")) == [{"range": [1, 6]}]
+    failed = module("nft_set", dict(a, elements=["nosuchproto"]), expect_fail=True)
+    assert "not a protocol number in 0-255 or a name from /etc/protocols" in failed["msg"]
+
+
+def test_timeout_zero_is_no_default_lifetime(netns, nsexec, four, module):
+    a = args(netns, flags=["timeout"], timeout=0, elements=["198.51.100.1"])
+    four("nft_set", a)
+    assert "timeout" not in live_set(nsexec)
+    # with state=overridden, 0 takes a default lifetime away (it is asked for, not "whatever is there")
+    module("nft_set", args(netns, name="timed", flags=["timeout"], timeout="1h"))
+    four("nft_set", args(netns, name="timed", flags=["timeout"], timeout="0", state="overridden"))
+    assert "timeout" not in live_set(nsexec, name="timed")
+
+
+def test_empty_netns_is_refused(module):
+    # check mode first: without the fix it would act (and report a change) in the test's own namespace
+    for check in (True, False):
+        failed = module("nft_set", args("", elements=["198.51.100.1"]), check=check, expect_fail=True)
+        assert "netns '' is invalid" in failed["msg"]
+
+
+def test_stale_netns_file_is_a_clear_error(module, tmp_path):
+    name = "srt-stale-%s" % tmp_path.name[-8:]
+    path = "/run/netns/%s" % name
+    open(path, "w").close()
+    try:
+        failed = module("nft_set", args(name, elements=["198.51.100.1"]), expect_fail=True)
+        assert "%s exists but is not a network namespace (a plain file" % path in failed["msg"]
+        assert "ip netns delete %s" % name in failed["msg"]
+    finally:
+        os.unlink(path)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"table": ["sr"]}, "table: must be a string, not list"),
+        ({"name": {"a": 1}}, "name: must be a string, not dict"),
+        ({"comment": ["a"]}, "comment: must be a string, not list"),
+        ({"comment": {"a": 1}}, "comment: must be a string, not dict"),
+        ({"comment": True}, "comment: must be a string, not bool"),
+        ({"netns": ["x"]}, "netns: must be a string, not list"),
+        ({"elements": 5}, "elements: must be a list, not int"),
+        ({"elements": "198.51.100.1,198.51.100.2"}, "elements: must be a list, not str"),
+        ({"elements": [["198.51.100.1"]]}, "elements[0]: must be a string, not list"),
+        ({"flags": "interval"}, "flags: must be a list, not str"),
+        ({"type": 5}, "type must be a type name"),
+        ({"type": {"ipv4_addr": 1}}, "type must be a type name"),
+        ({"type": [["ipv4_addr"]]}, "type: a concatenation given as a list must be a list of type names"),
+        ({"timeout": [60], "flags": ["timeout"]}, "timeout must be seconds or an nft duration"),
+        ({"size": [1]}, "argument 'size' is of type list"),
+        ({"size": 0}, "size 0 is invalid"),
+    ],
+)
+def test_wrong_types_are_named(netns, nsexec, module, extra, message):
+    before = ruleset(nsexec)
+    failed = module("nft_set", args(netns, elements=["198.51.100.1"]) | extra, expect_fail=True)
+    assert message in failed["msg"]
+    assert "Traceback" not in json.dumps(failed)
+    assert ruleset(nsexec) == before
