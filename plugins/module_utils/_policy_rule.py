@@ -45,7 +45,7 @@ from ansible_collections.splitroute.vpn.plugins.module_utils._validate import (
 )
 
 try:
-    from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST
+    from pyroute2.netlink import NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST
     from pyroute2.netlink.rtnl import RTM_DELROUTE, RTM_DELRULE, RTM_NEWROUTE, RTM_NEWRULE
     from pyroute2.netlink.rtnl.fibmsg import fibmsg
     from pyroute2.netlink.rtnl.rtmsg import rtmsg
@@ -907,6 +907,8 @@ _FLAGS = {
     "add": NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL if fibmsg else 0,
     "replace": NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE if fibmsg else 0,
     "restore": NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE if fibmsg else 0,
+    # IPv4 puts a route without APPEND in front of its slot's others; IPv6 would make APPEND multipath
+    "restore4": NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND if fibmsg else 0,
     "del": NLM_F_REQUEST | NLM_F_ACK if fibmsg else 0,
 }
 
@@ -919,6 +921,8 @@ def send(ipr, index, verb, kind, entry):
     else:
         msg_type = RTM_DELROUTE if verb == "del" else RTM_NEWROUTE
         msg = route_msg(entry, index, mode=verb)
+        if verb == "restore" and entry["family"] == socket.AF_INET:
+            verb = "restore4"
     ipr.nlm_request(msg, msg_type=msg_type, msg_flags=_FLAGS[verb])
 
 
@@ -975,7 +979,8 @@ def restore(ipr, ifnames, ops, start):
     live_rules, live_routes = PolicyRouting._read(ipr, ifnames, tables)
     live = {"rule": live_rules, "route": live_routes}
     steps = []
-    for kind, entry in deleted:
+    position = {id(e): n for n, e in enumerate(have_rules + have_routes)}
+    for kind, entry in sorted(deleted, key=lambda ke: position.get(id(ke[1]), 0)):  # back in their order
         if not any(key_of(h, _fields(kind)) == key_of(entry, _fields(kind)) for h in live[kind]):
             steps.append(("restore", kind, entry))
     for kind, entry in added:

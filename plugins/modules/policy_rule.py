@@ -252,6 +252,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.splitroute.vpn.plugins.module_utils._policy_rule import PolicyRouting
 
+
 def main():
     # rules, routes, scope and table_names come as the task gives them (raw): the module_utils
     # checks each field's type and names its path (routes[2].via: must be a string), where
