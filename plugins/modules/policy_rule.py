@@ -31,8 +31,8 @@ options:
         (except with O(state=deleted)).
       - A rule without O(rules[].from) or O(rules[].to) applies to the families in O(rules[].family); one with an
         address applies to that address's family.
-      - A list of dicts. The module checks the type of every field itself and names it in its message
-        (C(rules[2].table: must be a string or a number, not list)); nothing is converted or split.
+      - A list of dicts. The module checks the type of every field itself, and its message names the field's
+        path, such as C(rules[2].table); nothing is converted to text or split at commas.
     type: raw
     default: []
     suboptions:
@@ -166,14 +166,13 @@ options:
     choices: [merged, replaced, overridden, deleted, gathered]
     default: merged
 notes:
-  - Changes are made one netlink request at a time, in an order that never leaves a table without a route it had
-    a moment before. A route that takes the place of the only route with its destination and metric replaces it
-    atomically (C(ip route replace)); other new routes and rules go in before the old ones are deleted, except
-    where the kernel would take the new route for the old one (same destination and metric).
+  - Changes are made one netlink request at a time, in an order that keeps what is there in place as long as it
+    can. A route that takes the place of the only route with its destination and metric replaces it atomically
+    (C(ip route replace)); other new routes and rules go in before the old ones are deleted, except in a
+    destination and metric that holds several routes, which is emptied first.
   - All validation happens before the first request. When the kernel refuses a request, or the rules and routes
     read back differ from the plan, what was done is undone, the result is read back again, and the error says
     what failed and whether the rules and routes are as they were; RV(commands_done) lists the requests made.
-  - In the order the module applies them, RV(commands) may hold C(add), C(replace) and C(del) entries.
 seealso:
   - module: splitroute.vpn.nft_set
   - name: ip-rule(8)
@@ -223,7 +222,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 commands:
-  description: The changes made (or, in check mode, that would be made), in C(ip) notation, in order.
+  description:
+    - The changes made (or, in check mode, that would be made), in C(ip) notation, in the order they are made.
+    - Each starts with C(add), C(replace) (a route that takes another's place) or C(del).
   returned: always
   type: list
   elements: str
