@@ -418,7 +418,8 @@ def test_a_refused_gateway_leaves_the_table_as_it_was(tunnel, module, routes, ho
     assert show(tunnel) == before
 
 
-def test_a_refused_gateway_after_deletions_is_undone(tunnel, module):
+@pytest.mark.parametrize("python", PYTHONS, ids=PY_IDS)
+def test_a_refused_gateway_after_deletions_is_undone(tunnel, module, python):
     """Two routes share the slot (default, metric 10): they go first, then the new one is refused."""
     subprocess.run(
         ["ip", "-n", tunnel, "route", "append", "blackhole", "default", "metric", "10", "table", "100"], check=True
@@ -430,7 +431,7 @@ def test_a_refused_gateway_after_deletions_is_undone(tunnel, module):
         "routes": [{"table": "100", "dest": "default", "via": "10.77.0.1", "dev": "wg0-peer", "metric": 10}],
         "state": "replaced",
     }
-    failed = module("policy_rule", args, expect_fail=True)
+    failed = module("policy_rule", args, expect_fail=True, python=python)
     assert failed["commands_done"][:2] == [
         "del ip -4 route table 100 default dev wg0 metric 10",
         "del ip -4 route table 100 blackhole default metric 10",
@@ -446,14 +447,32 @@ def test_a_refused_gateway_after_deletions_is_undone(tunnel, module):
     assert show(tunnel) == before
 
 
-def test_replaced_swaps_a_default_route_atomically(tunnel, four):
-    result = four(
+def test_merged_takes_out_what_it_added_when_a_later_route_is_refused(tunnel, module):
+    before = show(tunnel) | {"200": table(tunnel, number="200") + table(tunnel, "-6", number="200")}
+    args = {
+        "netns": tunnel,
+        "rules": [{"priority": 1100, "fwmark": "0x2", "table": "200"}],
+        "routes": [
+            {"table": "200", "dest": "default", "type": "blackhole", "metric": 100},
+            {"table": "200", "dest": "default", "via": "10.77.0.1", "dev": "wg0-peer", "metric": 10},
+        ],
+    }
+    failed = module("policy_rule", args, expect_fail=True)
+    assert len(failed["commands_done"]) == 2  # both blackholes went in, then the gateway was refused
+    assert "What had been done was undone: the rules and routes are as they were (2 steps)" in failed["msg"]
+    assert show(tunnel) | {"200": table(tunnel, number="200") + table(tunnel, "-6", number="200")} == before
+
+
+@pytest.mark.parametrize("python", PYTHONS, ids=PY_IDS)
+def test_replaced_swaps_a_default_route_atomically(tunnel, python):
+    result = run_four(
         "policy_rule",
         {
             "netns": tunnel,
             "routes": [{"table": "100", "dest": "default", "via": "10.99.0.2", "metric": 10, "family": "4"}],
             "state": "replaced",
         },
+        python=python,
     )
     assert result["commands"][0] == "replace ip -4 route table 100 default via 10.99.0.2 metric 10"
     assert table(tunnel) == ["default via 10.99.0.2 dev wg0 metric 10"]
