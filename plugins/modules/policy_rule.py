@@ -13,7 +13,11 @@ description:
     and IPv6, through netlink (pyroute2); no C(ip) commands are run.
   - Uses the resource-module states V(merged), V(replaced), V(overridden), V(deleted) and V(gathered).
     O(state=overridden) only ever acts inside an explicit O(scope), so a play never deletes rules it does not own.
-  - Every rule and route is validated before the first change is made.
+  - Every rule and route is validated before the first change is made, and a run that fails part way undoes what
+    it did (see the notes).
+  - The kernel's own rules (priorities 0, 32766 and 32767) and the routes of its tables V(main), V(local) and
+    V(default) (and table 0) are never removed unless a task with O(state=deleted) names that exact rule or route;
+    a O(scope) of O(state=overridden) or O(state=deleted) may not include them.
 author:
   - splitroute maintainers (@splitroute)
 extends_documentation_fragment:
@@ -27,8 +31,9 @@ options:
         (except with O(state=deleted)).
       - A rule without O(rules[].from) or O(rules[].to) applies to the families in O(rules[].family); one with an
         address applies to that address's family.
-    type: list
-    elements: dict
+      - A list of dicts. The module checks the type of every field itself, and its message names the field's
+        path, such as C(rules[2].table); nothing is converted to text or split at commas.
+    type: raw
     default: []
     suboptions:
       priority:
@@ -45,7 +50,9 @@ options:
         description: Destination network in CIDR notation, or V(all).
         type: str
       fwmark:
-        description: Firewall mark to match, as a number (V(0x1) notation is fine).
+        description:
+          - Firewall mark to match, as a number or a string of one (V(0x1) notation is fine).
+          - V(0) with the default mask matches packets that carry no mark.
         type: str
       fwmask:
         description: Mask for O(rules[].fwmark). Defaults to all ones.
@@ -85,8 +92,8 @@ options:
   routes:
     description:
       - Routes to manage inside numbered routing tables. A route is identified by all of its fields.
-    type: list
-    elements: dict
+      - A list of dicts, checked field by field like O(rules).
+    type: raw
     default: []
     suboptions:
       table:
@@ -111,17 +118,25 @@ options:
         description: Output interface of a V(unicast) route. It must exist.
         type: str
       via:
-        description: Gateway address of a V(unicast) route.
+        description:
+          - Gateway address of a V(unicast) route.
+          - A link-local IPv6 gateway needs its interface, as O(routes[].dev) or written V(fe80::1%wg0); when both
+            are given they must agree. No other address takes a V(%) scope.
         type: str
       metric:
-        description: Route metric (priority). Defaults to the kernel's default, 0 for IPv4 and 1024 for IPv6.
+        description:
+          - Route metric (priority). Defaults to the kernel's default, 0 for IPv4 and 1024 for IPv6.
+          - The kernel stores an IPv6 route given metric V(0) with metric 1024, so V(0) means 1024 for IPv6.
         type: int
   scope:
     description:
       - What this play owns. Required with O(state=overridden).
       - With O(state=deleted) and no O(rules)/O(routes), everything in scope is deleted.
       - With O(state=gathered) it limits what is returned.
-    type: dict
+      - With O(state=overridden) and O(state=deleted) it may not hold the kernel's tables (0, V(default) 253,
+        V(main) 254, V(local) 255) nor its rule priorities (0, 32766, 32767).
+      - A dict, checked field by field like O(rules).
+    type: raw
     suboptions:
       tables:
         description: Routing tables (ids or names). Rules looking up these tables, and all routes in them, are in scope.
@@ -134,13 +149,15 @@ options:
     description:
       - Names for routing tables, a dict of name to id such as C(wg0=100), written to C(/etc/iproute2/rt_tables)
         when missing. A name or id already taken by another entry is an error.
+      - A line of the rt_tables files that is not C(ID NAME) is skipped with a warning.
       - The names can be used in O(rules[].table), O(routes[].table) and O(scope.tables).
-    type: dict
+      - A dict, checked like O(rules).
+    type: raw
   state:
     description:
       - V(merged) adds the listed rules and routes that are missing.
       - V(replaced) makes the rules at each listed priority (per family), and the routes for each listed destination
-        (per table and family), exactly the listed ones.
+        (per table and family), exactly the listed ones. It refuses the kernel's priorities and tables.
       - V(overridden) makes everything inside O(scope) exactly the listed rules and routes.
       - V(deleted) removes live entries that match a listed one in every field it gives (unlisted fields match
         anything), or everything in O(scope) when nothing is listed.
@@ -149,8 +166,13 @@ options:
     choices: [merged, replaced, overridden, deleted, gathered]
     default: merged
 notes:
-  - Changes are made one netlink request at a time, deletions first. A refusal by the kernel stops the run with the
-    requests already made listed in RV(commands_done); all validation happens before the first request.
+  - Changes are made one netlink request at a time, in an order that keeps what is there in place as long as it
+    can. A route that takes the place of the only route with its destination and metric replaces it atomically
+    (C(ip route replace)); other new routes and rules go in before the old ones are deleted, except in a
+    destination and metric that holds several routes, which is emptied first.
+  - All validation happens before the first request. When the kernel refuses a request, or the rules and routes
+    read back differ from the plan, what was done is undone, the result is read back again, and the error says
+    what failed and whether the rules and routes are as they were; RV(commands_done) lists the requests made.
 seealso:
   - module: splitroute.vpn.nft_set
   - name: ip-rule(8)
@@ -200,7 +222,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 commands:
-  description: The changes made (or, in check mode, that would be made), in C(ip) notation, in order.
+  description:
+    - The changes made (or, in check mode, that would be made), in C(ip) notation, in the order they are made.
+    - Each starts with C(add), C(replace) (a route that takes another's place) or C(del).
   returned: always
   type: list
   elements: str
@@ -208,7 +232,7 @@ commands:
     - add ip -4 route table 100 default dev wg0 metric 0
     - add ip -4 rule priority 1000 from all fwmark 0x1/0xffffffff lookup 100
 commands_done:
-  description: The changes that were made before the kernel refused one.
+  description: The changes that were made, and then undone, before the kernel refused one.
   returned: on failure while applying
   type: list
   elements: str
@@ -229,59 +253,17 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.splitroute.vpn.plugins.module_utils._policy_rule import PolicyRouting
 
-FAMILY = {"type": "str", "choices": ["4", "6", "both"]}
-ACTIONS = ["lookup", "blackhole", "unreachable", "prohibit"]
-ROUTE_TYPES = ["unicast", "blackhole", "unreachable", "prohibit"]
-
 
 def main():
+    # rules, routes, scope and table_names come as the task gives them (raw): the module_utils
+    # checks each field's type and names its path (routes[2].via: must be a string), where
+    # Ansible's conversions would turn a list into "['...']" or split a string at its commas.
     module = AnsibleModule(
         argument_spec={
-            "rules": {
-                "type": "list",
-                "elements": "dict",
-                "default": [],
-                "options": {
-                    "priority": {"type": "int"},
-                    "family": FAMILY,
-                    "from": {"type": "str"},
-                    "to": {"type": "str"},
-                    "fwmark": {"type": "str"},
-                    "fwmask": {"type": "str"},
-                    "iif": {"type": "str"},
-                    "oif": {"type": "str"},
-                    "uidrange": {"type": "str"},
-                    "ipproto": {"type": "str"},
-                    "sport": {"type": "str"},
-                    "dport": {"type": "str"},
-                    "invert": {"type": "bool"},
-                    "suppress_prefixlength": {"type": "int"},
-                    "action": {"type": "str", "choices": ACTIONS},
-                    "table": {"type": "str"},
-                },
-            },
-            "routes": {
-                "type": "list",
-                "elements": "dict",
-                "default": [],
-                "options": {
-                    "table": {"type": "str", "required": True},
-                    "dest": {"type": "str", "required": True},
-                    "family": FAMILY,
-                    "type": {"type": "str", "choices": ROUTE_TYPES},
-                    "dev": {"type": "str"},
-                    "via": {"type": "str"},
-                    "metric": {"type": "int"},
-                },
-            },
-            "scope": {
-                "type": "dict",
-                "options": {
-                    "tables": {"type": "list", "elements": "str"},
-                    "priorities": {"type": "str"},
-                },
-            },
-            "table_names": {"type": "dict"},
+            "rules": {"type": "raw", "default": []},
+            "routes": {"type": "raw", "default": []},
+            "scope": {"type": "raw"},
+            "table_names": {"type": "raw"},
             "state": {
                 "type": "str",
                 "default": "merged",
