@@ -8,8 +8,6 @@ from __future__ import annotations
 import traceback
 from importlib.metadata import version as metadata_version
 
-from ansible.module_utils.basic import missing_required_lib
-
 try:
     import pyroute2
     from pyroute2 import IPRoute, NetlinkError
@@ -46,6 +44,9 @@ def pyroute2_version():
 def require_pyroute2(module):
     """Fail the module with Ansible's standard message when pyroute2 is missing or too old."""
     if not HAS_PYROUTE2:
+        # imported here: the host program (no ansible on the host) imports this file too
+        from ansible.module_utils.basic import missing_required_lib
+
         module.fail_json(msg=missing_required_lib("pyroute2 >= 0.7.2"), exception=PYROUTE2_IMPORT_ERROR)
     found = pyroute2_version()
     if found is not None and found < MIN_VERSION:
