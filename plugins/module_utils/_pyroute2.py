@@ -45,7 +45,7 @@ def require_pyroute2(module):
     """Fail the module with Ansible's standard message when pyroute2 is missing or too old."""
     if not HAS_PYROUTE2:
         # imported here: the host program (no ansible on the host) imports this file too
-        from ansible.module_utils.basic import missing_required_lib
+        from ansible.module_utils.basic import missing_required_lib  # noqa: PLC0415 (the host program has no ansible)
 
         module.fail_json(msg=missing_required_lib("pyroute2 >= 0.7.2"), exception=PYROUTE2_IMPORT_ERROR)
     found = pyroute2_version()

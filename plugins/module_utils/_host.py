@@ -1,0 +1,140 @@
+# Copyright (c) splitroute.vpn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# This module_utils is PRIVATE to splitroute.vpn; breaking changes can occur any time.
+"""The host program `splitroute`: what must happen on a host between Ansible runs.
+
+The roles render their validated plan to /etc/splitroute/ROLE.json and install this
+program (role splitroute.vpn.runtime): the collection's module_utils files are copied to
+/usr/lib/splitroute/ansible_collections/splitroute/vpn/plugins/module_utils/ and
+/usr/sbin/splitroute puts /usr/lib/splitroute first on sys.path, so the same files (and
+the same imports) serve the modules, the filters and the host. Nothing here imports
+ansible: the hosts have only Python 3 and the modules' libraries (pyroute2, nftables).
+
+Each role's part lives in _host_ROLE.py and exports COMMANDS, a dict of subcommand name
+-> function(plan, args, log) returning an exit status (0 ok). `splitroute NAME` runs the
+function of every role whose plan file exists, in ROLES order, and fails (status 1) if
+any of them failed; a role without a plan file is skipped. `splitroute plans` lists them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+
+PLAN_DIR = "/etc/splitroute"
+LIB_DIR = "/usr/lib/splitroute"
+PROGRAM = "/usr/sbin/splitroute"
+RUN_DIR = "/run/splitroute"
+STATE_DIR = "/var/lib/splitroute"
+ROLES = ("client", "gateway")
+PLAN_VERSION = 1
+
+
+class HostError(Exception):
+    """A failure with a message for the journal; no traceback."""
+
+
+def plan_path(role, plan_dir=None):
+    return os.path.join(plan_dir or os.environ.get("SPLITROUTE_PLAN_DIR") or PLAN_DIR, "%s.json" % role)
+
+
+def load_plan(role, plan_dir=None):
+    """The plan ROLE rendered on this host, or None when it has none. Raises HostError."""
+    path = plan_path(role, plan_dir)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            plan = json.load(fh)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise HostError("%s: cannot be read: %s" % (path, exc)) from exc
+    if not isinstance(plan, dict) or plan.get("role") != role:
+        raise HostError("%s: not a plan of role %s (no \"role\": %r)" % (path, role, role))
+    if plan.get("version") != PLAN_VERSION:
+        raise HostError(
+            "%s: plan version %r, this program reads %d: run the role again" % (path, plan.get("version"), PLAN_VERSION)
+        )
+    return plan
+
+
+class Backend:
+    """The narrow contract module_utils backends use (params, check_mode, warn, fail_json),
+    for the host: a failure raises HostError instead of exiting."""
+
+    def __init__(self, params, log):
+        self.params = dict(params)
+        self.check_mode = False
+        self._log = log
+
+    def warn(self, msg):
+        self._log("warning: %s" % msg)
+
+    def fail_json(self, msg, **_kw):
+        raise HostError(msg)
+
+
+def _log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def write_atomic(path, text, mode=0o644):
+    """TEXT to PATH through a temporary file in the same directory and a rename."""
+    directory = os.path.dirname(path) or "."
+    tmp = os.path.join(directory, ".%s.tmp" % os.path.basename(path))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def role_commands(role):
+    module = importlib.import_module("%s._host_%s" % (__name__.rsplit(".", 1)[0], role))
+    return module.COMMANDS
+
+
+def main(argv=None, log=_log):
+    parser = argparse.ArgumentParser(prog="splitroute", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--plan-dir", default=None, help="where the plans are (default %s)" % PLAN_DIR)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("plans", help="list the plans on this host")
+    names = {}
+    for role in ROLES:
+        for name in role_commands(role):
+            names.setdefault(name, []).append(role)
+    for name in sorted(names):
+        cmd = sub.add_parser(name, help="run %s for %s" % (name, ", ".join(names[name])))
+        cmd.add_argument("--json", action="store_true", help="print JSON")
+        cmd.add_argument("--textfile", default=None, help="write Prometheus metrics to this path (atomic)")
+    args = parser.parse_args(argv)
+
+    try:
+        plans = {role: load_plan(role, args.plan_dir) for role in ROLES}
+    except HostError as exc:
+        log("splitroute: %s" % exc)
+        return 2
+    if args.command == "plans":
+        for role in ROLES:
+            print("%s %s" % (role, plan_path(role, args.plan_dir) if plans[role] else "-"))
+        return 0
+
+    status = 0
+    for role in ROLES:
+        fn = role_commands(role).get(args.command)
+        if fn is None or plans[role] is None:
+            continue
+        try:
+            rc = fn(plans[role], args, log)
+        except HostError as exc:
+            log("splitroute %s (%s): %s" % (args.command, role, exc))
+            rc = 1
+        status = status or rc
+    return status
