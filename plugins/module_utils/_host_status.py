@@ -65,7 +65,9 @@ def settings(plans, host=None):
     if isinstance(client, dict):
         tunnels = _client_tunnels(client)
         given = _dict(client.get("settings"))
-        out["client_table"] = _first(client.get("nft_table"), given.get("nft_table"), _status.CLIENT_TABLE)
+        out["client_table"] = _first(
+            _dict(client.get("nft")).get("table"), client.get("nft_table"), given.get("nft_table"), _status.CLIENT_TABLE
+        )
         base = _first(client.get("priority_base"), given.get("priority_base"))
         if base is not None:
             out["client_priority_base"] = base
@@ -94,41 +96,47 @@ def _table_name(value, default):
     return value if isinstance(value, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,63}", value) else default
 
 
-def run(argv, timeout=TIMEOUT):
+def run(*argv):
     """One command's result as the playbook registered it: rc, stdout, stderr (and msg when it did not run)."""
     env = dict(os.environ, LC_ALL="C", PATH=os.environ.get("PATH") or _ENV_PATH)
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", env=env, timeout=timeout,
+        proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", env=env, timeout=TIMEOUT,
                               check=False, stdin=subprocess.DEVNULL)  # fmt: skip
     except FileNotFoundError:
         return {"rc": 127, "stdout": "", "stderr": "", "msg": "%s: command not found" % argv[0]}
     except subprocess.TimeoutExpired:
-        return {"rc": 124, "stdout": "", "stderr": "", "msg": "no answer after %d s" % timeout}
+        return {"rc": 124, "stdout": "", "stderr": "", "msg": "no answer after %d s" % TIMEOUT}
     except OSError as exc:
         return {"rc": 126, "stdout": "", "stderr": "", "msg": "%s: %s" % (argv[0], exc.strerror)}
     return {"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
 
 
-def collect(config, runner=run):
-    """Every input of the report, read on this host now."""
-    argvs = _status.commands(
-        _table_name(config.get("client_table"), _status.CLIENT_TABLE),
-        _table_name(config.get("gateway_table"), _status.GATEWAY_TABLE),
-    )
-    raw = {"now": {"rc": 0, "stdout": "%d\n" % int(time.time()), "stderr": ""}}
-    for key, argv in argvs.items():
-        if key != "now":
-            raw[key] = runner(argv)
-    wg = runner(_status.WG_DUMP)
+def collect(config):
+    """Every input of the report, read on this host now: the commands playbooks/status.yml runs."""
+    client_table = _table_name(config.get("client_table"), _status.CLIENT_TABLE)
+    gateway_table = _table_name(config.get("gateway_table"), _status.GATEWAY_TABLE)
+    raw = {
+        "now": {"rc": 0, "stdout": "%d\n" % int(time.time()), "stderr": ""},
+        "links": run("ip", "-j", "link", "show"),
+        "rules4": run("ip", "-4", "-j", "rule", "show"),
+        "rules6": run("ip", "-6", "-j", "rule", "show"),
+        "routes4": run("ip", "-4", "-j", "route", "show", "table", "all"),
+        "routes6": run("ip", "-6", "-j", "route", "show", "table", "all"),
+        "netns": run("ip", "-j", "netns", "list"),
+        # `list table` prints every set with its elements, whatever the sets are called
+        "nft_client": run("nft", "-j", "list", "table", "inet", client_table),
+        "nft_gateway": run("nft", "-j", "list", "table", "inet", gateway_table),
+    }
+    wg = run("wg", "show", "all", "dump")
     # the keys go before anything else reads the dump
     wg["stdout"] = _status.redact_wg_dump(wg.get("stdout", ""))
     raw["wg"] = wg
     return raw
 
 
-def report(plans, host=None, runner=run):
+def report(plans, host=None):
     config = settings(plans, host)
-    return _status.status_report(collect(config, runner), config)
+    return _status.status_report(collect(config), config)
 
 
 def _host_option(parser):

@@ -44,28 +44,9 @@ _COMMANDS = {
     "nft_gateway": "nft table inet %s",
     "settings": "settings",
 }
-# The commands that gather the inputs, by key (the playbook's tasks and the host program run these;
-# wg's dump is read through redact_wg_dump). `list table` prints every set with its elements.
+# The roles' nft tables (their plans name them; these are the defaults).
 CLIENT_TABLE = "splitroute"
 GATEWAY_TABLE = "splitroute_gateway"
-
-
-def commands(client_table=CLIENT_TABLE, gateway_table=GATEWAY_TABLE):
-    """Key -> argv of every input but wg's dump (see WG_DUMP)."""
-    return {
-        "now": ["date", "+%s"],
-        "links": ["ip", "-j", "link", "show"],
-        "rules4": ["ip", "-4", "-j", "rule", "show"],
-        "rules6": ["ip", "-6", "-j", "rule", "show"],
-        "routes4": ["ip", "-4", "-j", "route", "show", "table", "all"],
-        "routes6": ["ip", "-6", "-j", "route", "show", "table", "all"],
-        "netns": ["ip", "-j", "netns", "list"],
-        "nft_client": ["nft", "-j", "list", "table", "inet", client_table],
-        "nft_gateway": ["nft", "-j", "list", "table", "inet", gateway_table],
-    }
-
-
-WG_DUMP = ["wg", "show", "all", "dump"]
 
 
 class StatusError(ValueError):
