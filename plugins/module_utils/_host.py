@@ -81,7 +81,8 @@ class Backend:
 
 
 def _log(msg):
-    print(msg, file=sys.stderr, flush=True)
+    sys.stderr.write("%s\n" % msg)
+    sys.stderr.flush()
 
 
 def write_atomic(path, text, mode=0o644):
@@ -111,7 +112,7 @@ def host_commands():
 
 
 def main(argv=None, log=_log):
-    parser = argparse.ArgumentParser(prog="splitroute", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="splitroute", description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--plan-dir", default=None, help="where the plans are (default %s)" % PLAN_DIR)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("plans", help="list the plans on this host")
@@ -137,7 +138,7 @@ def main(argv=None, log=_log):
         return 2
     if args.command == "plans":
         for role in ROLES:
-            print("%s %s" % (role, plan_path(role, args.plan_dir) if plans[role] else "-"))
+            sys.stdout.write("%s %s\n" % (role, plan_path(role, args.plan_dir) if plans[role] else "-"))
         return 0
 
     if args.command in host_wide:

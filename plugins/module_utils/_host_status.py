@@ -170,9 +170,9 @@ def cmd_status(plans, args, log):
     """print the host's split-tunnel status (readable, or --json)"""
     built = report(plans, _label(args))
     if args.json:
-        print(json.dumps(built, sort_keys=True))
+        sys.stdout.write(json.dumps(built, sort_keys=True) + "\n")
     else:
-        print("\n".join(built["lines"]))
+        sys.stdout.write("".join(line + "\n" for line in built["lines"]))
     sys.stdout.flush()
     return 0
 

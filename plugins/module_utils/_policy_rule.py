@@ -957,7 +957,7 @@ def verify(ipr, ifnames, ops, start):
         if key not in added_keys and any(key_of(h, _fields(kind)) == key for h in live[kind]):
             problems.append("%s is still there" % _text(kind, entry))
     near = {(k, _near(e, k)) for k, e in added + deleted}
-    deleted_ids = {id(e) for _, e in deleted}
+    deleted_ids = {id(entry) for _kind, entry in deleted}
     for kind, kept in [("rule", r) for r in have_rules] + [("route", r) for r in have_routes]:
         if id(kept) in deleted_ids or (kind, _near(kept, kind)) not in near:
             continue

@@ -147,6 +147,11 @@ def _token(value):
     return value
 
 
+def _token_list(value):
+    """A comma-separated list of tokens (a wg dump's allowed ips)."""
+    return [_token(item) for item in value.split(",")]
+
+
 def _number(value):
     """A number as ip and nft print it: an integer, or a string of decimal or 0x digits (fwmark "0x1")."""
     if isinstance(value, str) and _NUMBER.fullmatch(value):
@@ -325,8 +330,7 @@ def parse_wg_dump(text, notes=None):
                 peer = {
                     "public_key": field(fields, names, 1, _token),
                     "endpoint": field(fields, names, 3, optional("(none)", _token)),
-                    "allowed_ips": field(fields, names, 4, optional("(none)", lambda v: [_token(a) for a in
-                                                                                          v.split(",")])) or [],
+                    "allowed_ips": field(fields, names, 4, optional("(none)", _token_list)) or [],
                     "last_handshake": field(fields, names, 5, _number),
                     "rx_bytes": field(fields, names, 6, _number),
                     "tx_bytes": field(fields, names, 7, _number),
@@ -520,9 +524,12 @@ def _links(data, notes):
     return out
 
 
+def _netns_entry(item):
+    return _get(item, "name", _name, required=True)
+
+
 def _netns(data, notes):
-    read = lambda item: _get(item, "name", _name, required=True)  # noqa: E731
-    return _entries(data, "netns", _COMMANDS["netns"], notes, read, ("name", "namespace"))
+    return _entries(data, "netns", _COMMANDS["netns"], notes, _netns_entry, ("name", "namespace"))
 
 
 def _setting(notes, value, what, read, default):

@@ -144,7 +144,7 @@ def parse_next_hop(value, version=None, what="via"):
     Returns (address, ifname or None, error).
     """
     if isinstance(value, str) and "%" in value:
-        head, _, scope = value.partition("%")
+        head, _sep, scope = value.partition("%")
         addr, error = parse_address(head, version, what)
         if error:
             return None, None, error

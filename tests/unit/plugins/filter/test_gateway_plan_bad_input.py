@@ -311,12 +311,9 @@ CASES = [
 
 @pytest.mark.parametrize(("where", "value"), CASES)
 def test_a_wrong_type_is_the_roles_message_with_the_path(where, value):
-    try:
+    with pytest.raises(AnsibleFilterError) as err:
         plan(changed(where, value))
-    except AnsibleFilterError as err:
-        message = str(err)
-    else:
-        pytest.fail("accepted %r at %s" % (value, path_of(where)))
+    message = str(err.value)
     assert path_of(where) in message
     for secret in (PSK, "secret"):
         assert secret not in message

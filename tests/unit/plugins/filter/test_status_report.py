@@ -677,8 +677,9 @@ def test_a_control_character_in_one_name_affects_only_that_interface():
         ("links", "ip link: [3] (interface 'wg\\x01'): ifname: 'wg\\x01' has a control character"),
         ("routes6", "ip -6 route: [%d] (dst 'fe80::/64'): dev: 'wg\\x01' has a control character" % routes),
     ]
-    assert report["lines"][0].startswith("laptop-1: client configured, gateway not configured, no problems, "
-                                          "4 unreadable pieces skipped (at ")  # fmt: skip
+    assert report["lines"][0].startswith(
+        "laptop-1: client configured, gateway not configured, no problems, 4 unreadable pieces skipped (at "
+    )
     assert report["lines"][1:-4] == clean["lines"][1:]
     assert metric(samples, "splitroute_tunnel_up", interface="wg0") == 1
     assert metric(samples, "splitroute_status_unreadable", what="wg") == 2

@@ -25,7 +25,10 @@ def installed(tmp_path):
         (part / "__init__.py").write_text("")
     for src in (ROOT / "plugins" / "module_utils").glob("_*.py"):
         shutil.copy(src, pkg / src.name)
-    launcher = (ROOT / "roles" / "runtime" / "files" / "splitroute").read_text()
+    template = (ROOT / "roles" / "runtime" / "templates" / "splitroute.j2").read_text()
+    head, _newline, launcher = template.partition("\n")
+    assert head == "{{ __splitroute_runtime_shebang }}"
+    launcher = "#!/usr/bin/python3\n" + launcher.replace("{{ ansible_managed | comment }}", "#")
     assert '"/usr/lib/splitroute"' in launcher
     program = tmp_path / "splitroute"
     program.write_text(launcher.replace('"/usr/lib/splitroute"', repr(str(lib))))

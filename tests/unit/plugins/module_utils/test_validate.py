@@ -49,7 +49,7 @@ def test_a_value_that_is_not_a_string_is_refused_by_type(parser, value):
 
 
 def test_scope_ids_on_address_objects_are_refused():
-    _, error = parse_address(ipaddress.IPv6Address("fd00::1%x"))
+    _addr, error = parse_address(ipaddress.IPv6Address("fd00::1%x"))
     assert "scope id" in error
 
 

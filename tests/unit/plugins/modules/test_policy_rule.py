@@ -607,7 +607,7 @@ WRONG_TYPES = [
 ]
 
 
-@pytest.mark.parametrize(("args", "message"), WRONG_TYPES, ids=[m.split(":")[0] for _, m in WRONG_TYPES])
+@pytest.mark.parametrize(("args", "message"), WRONG_TYPES, ids=[m.split(":")[0] for _args, m in WRONG_TYPES])
 def test_wrong_types_name_the_option_and_path(wgns, module, args, message):
     before = show(wgns)
     failed = module("policy_rule", dict(args, netns=wgns), expect_fail=True)
