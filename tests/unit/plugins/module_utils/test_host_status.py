@@ -6,15 +6,19 @@ The commands themselves run on the real kernel in tests/integration/test_status_
 from __future__ import annotations
 
 import json
+import re
 import stat
+from pathlib import Path
 
 import pytest
+import yaml
 from host_program import install, run, write_plan  # tests/host_program.py
 from prometheus_text import parse_metrics  # tests/prometheus_text.py
 
 from ansible_collections.splitroute.vpn.plugins.filter.gateway_plan import gateway_plan, gateway_plan_file
 from ansible_collections.splitroute.vpn.plugins.module_utils import _host, _host_status, _status
 
+ROOT = Path(__file__).resolve().parents[4]
 PRIVATE = "kPD5UOb8RV6c0OLEkbGWxUg0mmVrqOpRAexDcHxvV0M="
 PSK = "Zb2B/gFh7cNPTkc7bqHj1IFSmXW6dTVNvJuKMEQ0AE0="
 PUBLIC = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
@@ -216,3 +220,17 @@ def test_the_host_wide_commands_are_offered_once(program):
     assert proc.returncode == 0
     assert "status" in proc.stdout and "metrics" in proc.stdout
     assert set(_host.host_commands()) == {"status", "metrics"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/var/lib/prometheus/node-exporter/splitroute.prom", "/run/x.prom", "/a/b c.prom", "/a/%h.prom", "/a/./x.prom",
+     "/a/../x.prom", "/a/.x.prom.tmp", "x.prom", "/a/x.prom\n", "/a/x", "/a/\"x\".prom", "/.prom", "/a/b\\x.prom"],
+)  # fmt: skip
+def test_the_runtime_role_checks_the_textfile_as_the_program_does(path):
+    """roles/runtime refuses before any change what `splitroute metrics --textfile` would refuse on the host
+    (its value reaches the unit's command line: no space, quote, backslash, % specifier)."""
+    role_vars = yaml.safe_load((ROOT / "roles" / "runtime" / "vars" / "main.yml").read_text())
+    role = re.match(role_vars["__splitroute_runtime_textfile_re"], path) is not None
+    program = bool(_host_status.TEXTFILE.fullmatch(path)) and "/../" not in path and "/./" not in path
+    assert role == program
