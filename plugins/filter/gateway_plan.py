@@ -35,7 +35,9 @@ description:
     addresses, the ranges that leave through it and its resolver (port and upstreams).
   - IPv6 is optional - with C(address6) set, classes may carry C(range6) and peers C(address6) (in a class with the
     same exit as their IPv4 address); each provider gets a /126 of C(veth_network6).
-  - The same file provides C(gateway_secrets) (the peers' preshared keys by name, for C(no_log) tasks only),
+  - The same file provides C(gateway_plan_file) (the plan with C(role), C(version) and C(nft_table), as the role
+    renders it to C(/etc/splitroute/gateway.json) for the host program C(splitroute)), C(gateway_secrets) (the
+    peers' preshared keys by name, for C(no_log) tasks only),
     C(gateway_genkey) (a new WireGuard private key, base64) and C(gateway_pubkey) (the public
     key of a private key), which the role uses for unmanaged peers on the controller.
 options:
@@ -74,7 +76,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 _value:
-  description: The plan (subnet, address, peers, direct ranges, providers), validated and numbered.
+  description:
+    - The plan (subnet, address, interface, table and priority bases, peers, direct ranges, providers), validated and
+      numbered. It holds no secret.
   type: dict
 """
 
@@ -91,6 +95,7 @@ try:  # ansible-core requires cryptography; gateway_pubkey says so clearly if it
 except ImportError:
     X25519PrivateKey = None
 
+from ansible_collections.splitroute.vpn.plugins.module_utils._host import PLAN_VERSION
 from ansible_collections.splitroute.vpn.plugins.module_utils._validate import (
     check_ifname,
     check_priorities,
@@ -682,6 +687,8 @@ def gateway_plan(peers, classes, providers, settings):
         "subnet": str(subnet),
         "port": role["port"],
         "mtu": role["mtu"],
+        "interface": settings.get("interface", "wg0"),
+        "table_base": role["table_base"],
         "priority_base": role["priority_base"],
         "priorities": "%d-%d" % (role["priority_base"], role["priority_base"] + _PRIORITY_SPAN - 1),
         "local_networks": local,
@@ -699,6 +706,14 @@ def gateway_plan(peers, classes, providers, settings):
         "endpoint_port": role["endpoint_port"],
         "keepalive": role["keepalive"],
     }
+
+
+def gateway_plan_file(plan, nft_table):
+    """The plan as the role renders it to /etc/splitroute/gateway.json for the host program: the plan
+    itself (it holds no secret) with the role, the plan format's version and the nft table's name."""
+    if not isinstance(plan, dict):
+        raise AnsibleFilterError("gateway_plan_file expects the plan gateway_plan made, not %s" % type(plan).__name__)
+    return dict(plan, role="gateway", version=PLAN_VERSION, nft_table=nft_table)
 
 
 def gateway_secrets(peers):
@@ -742,6 +757,7 @@ class FilterModule:
     def filters(self):
         return {
             "gateway_plan": gateway_plan,
+            "gateway_plan_file": gateway_plan_file,
             "gateway_secrets": gateway_secrets,
             "gateway_genkey": gateway_genkey,
             "gateway_pubkey": gateway_pubkey,

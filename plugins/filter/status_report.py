@@ -10,7 +10,9 @@ version_added: 0.1.0
 author:
   - splitroute maintainers (@splitroute)
 description:
-  - Used by C(playbooks/status.yml). Reads what C(wg show all dump), C(ip -j link), C(ip -j rule), C(ip -j route show
+  - Used by C(playbooks/status.yml) on hosts without the host program; the program's C(splitroute status) builds
+    the same report from the same code (the collection's module_utils C(_status.py)) with its settings read from the
+    roles' plans in C(/etc/splitroute). Reads what C(wg show all dump), C(ip -j link), C(ip -j rule), C(ip -j route show
     table all), C(ip -j netns list) and C(nft -j list table) printed on a host and returns what is in place - the
     WireGuard interfaces with their peers and last handshakes, the client's nftables sets with their element counts,
     each tunnel's chain from mark to rule to routing table, the gateway's rules and provider tables, and whether a
@@ -48,7 +50,9 @@ options:
         base to base+199), C(gateway_table_base) (default 200), C(gateway_interface) (default C(wg0)),
         C(gateway_peers) (the role's peers, as dicts or as C([name, public_key, address]) lists; only these three
         keys are read, and a WireGuard peer gets the name of the peer with its public key, or else with its address
-        as its one allowed IP), C(gateway_providers) (provider names, in the role's order).
+        as its one allowed IP), C(gateway_providers) (provider names, in the role's order), C(client_marks) (tunnel
+        name -> its fwmark: a set whose rule sets a tunnel's mark is that tunnel's, whatever its name; without it a
+        set belongs to the tunnel its name starts with, C(NAME_v4), C(NAME_v6), C(NAME_net4), C(NAME_net6)).
     type: dict
     default: {}
 """
@@ -82,8 +86,11 @@ _value:
       each input left out, V(what) the key of O(_input) or V(settings); one series each, 0 when all was read),
       C(splitroute_nft_table_present{table}),
       C(splitroute_tunnel_up{interface}), C(splitroute_tunnel_peers{interface}),
-      C(splitroute_tunnel_last_handshake_seconds{interface}) (0 = never), C(splitroute_tunnel_rx_bytes{interface}),
+      C(splitroute_tunnel_last_handshake_seconds{interface}) (0 = never),
+      C(splitroute_tunnel_handshake_age_seconds{interface}) (seconds from it to the read; no series when never),
+      C(splitroute_tunnel_rx_bytes{interface}),
       C(splitroute_tunnel_tx_bytes{interface}), C(splitroute_peer_last_handshake_seconds{interface,peer,name}),
+      C(splitroute_peer_handshake_age_seconds{interface,peer,name}),
       C(splitroute_peer_rx_bytes), C(splitroute_peer_tx_bytes), C(splitroute_set_elements{table,set}),
       C(splitroute_rules{family}), C(splitroute_rule_present{role,name,family,table}),
       C(splitroute_route_present{table,family}), C(splitroute_blackhole_armed{table,family}),
@@ -91,12 +98,9 @@ _value:
   type: dict
 """
 
-import json
-import re
-import time
-
 from ansible.errors import AnsibleFilterError
 
+<<<<<<< HEAD
 from ansible_collections.splitroute.vpn.plugins.module_utils._validate import want_int, want_list, want_str
 
 FAMILIES = ("ipv4", "ipv6")
@@ -1129,117 +1133,25 @@ _METRICS = (
     ("splitroute_route_present", "gauge", "1 when the table has a default route that is not fail-closed."),
     ("splitroute_blackhole_armed", "gauge", "1 when the table has a blackhole (fail-closed) default route."),
     ("splitroute_netns_present", "gauge", "1 when the provider's network namespace exists."),
+=======
+from ansible_collections.splitroute.vpn.plugins.module_utils import _status
+from ansible_collections.splitroute.vpn.plugins.module_utils._status import (  # noqa: F401  (the tests' names)
+    parse_nft_table,
+    parse_routes,
+    parse_rules,
+    parse_wg_dump,
+    render_metrics,
+    report_lines,
+    table_state,
+>>>>>>> i-runstatus
 )
 
 
-def _escape_label(value):
-    """A label value in the text format: backslash, quote and newline escaped as the format says, and any
-    other control character written as the text \\xNN (its backslash escaped: the format has no escape
-    for them, and a raw one must not reach the textfile)."""
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return _printable(text, backslash="\\\\")
-
-
-def _escape_help(value):
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def render_metrics(report):
-    """The report in the Prometheus text exposition format."""
-    samples = {name: [] for name, _type, _help in _METRICS}
-
-    def add(metric, value, **labels):
-        samples[metric].append((dict(host=report.get("host", ""), **labels), int(value)))
-
-    client, gateway = report["client"], report["gateway"]
-    add("splitroute_status_timestamp_seconds", report["timestamp"])
-    add("splitroute_client_configured", client["configured"])
-    add("splitroute_gateway_configured", gateway["configured"])
-    add("splitroute_problems", len(report["problems"]))
-    for key in _COMMANDS:
-        add("splitroute_status_unreadable", sum(1 for n in report["unreadable"] if n["input"] == key), what=key)
-    for section in (client, gateway):
-        if section["configured"]:
-            add("splitroute_nft_table_present", section["nft_table"]["present"], table=section["nft_table"]["name"])
-
-    interfaces = {w["interface"]: w for w in report["wireguard"]}
-    names = [t["name"] for t in client["tunnels"]] if client["configured"] else []
-    if gateway["configured"]:
-        names.append(gateway["interface"])
-    names += [n for n in interfaces if n not in names]
-    peer_names = {p["public_key"]: p["name"] for p in gateway["peers"]}
-    for name in names:
-        wg = interfaces.get(name)
-        tunnel = next((t for t in client["tunnels"] if t["name"] == name), None)
-        if wg:
-            up = wg["up"]
-        elif tunnel:
-            up = tunnel["up"]
-        else:
-            up = gateway["up"]
-        add("splitroute_tunnel_up", up, interface=name)
-        if not wg:
-            continue
-        add("splitroute_tunnel_peers", len(wg["peers"]), interface=name)
-        add("splitroute_tunnel_last_handshake_seconds", wg["last_handshake"], interface=name)
-        add("splitroute_tunnel_rx_bytes", wg["rx_bytes"], interface=name)
-        add("splitroute_tunnel_tx_bytes", wg["tx_bytes"], interface=name)
-        for peer in wg["peers"]:
-            labels = {"interface": name, "peer": peer["public_key"]}
-            if gateway["configured"] and name == gateway["interface"]:
-                labels["name"] = peer_names.get(peer["public_key"], "")
-            else:
-                labels["name"] = ""
-            add("splitroute_peer_last_handshake_seconds", peer["last_handshake"], **labels)
-            add("splitroute_peer_rx_bytes", peer["rx_bytes"], **labels)
-            add("splitroute_peer_tx_bytes", peer["tx_bytes"], **labels)
-
-    for nft_set in client["sets"]:
-        add("splitroute_set_elements", nft_set["elements"], table=client["nft_table"]["name"], set=nft_set["name"])
-
-    tables = {}
-    if client["configured"] or gateway["configured"]:
-        rules = client["rule_entries"] + [r for r in gateway["rule_entries"] if r not in client["rule_entries"]]
-        for family in FAMILIES:
-            add("splitroute_rules", sum(1 for r in rules if r["family"] == family), family=family)
-    if client["configured"]:
-        for tunnel in client["tunnels"]:
-            for state in tunnel["families"]:
-                add(
-                    "splitroute_rule_present", state["rule"] is not None,
-                    role="client", name=tunnel["name"], family=state["family"], table=state.get("table") or "",
-                )  # fmt: skip
-                if state.get("table"):
-                    tables[(state["table"], state["family"])] = state
-        for state in client["other_tables"]:
-            tables.setdefault((state["table"], state["family"]), state)
-    if gateway["configured"]:
-        for prov in gateway["providers"]:
-            add(
-                "splitroute_rule_present", bool(prov["rules"]),
-                role="gateway", name=prov["name"], family="ipv4", table=prov["table"],
-            )  # fmt: skip
-            tables[(prov["table"], "ipv4")] = prov
-            if prov["netns"]:
-                add("splitroute_netns_present", bool(prov["netns_present"]), netns=prov["netns"])
-    for (table, family), state in sorted(tables.items(), key=lambda kv: (_int(kv[0][0], 0), kv[0])):
-        add("splitroute_route_present", state["route"] is not None, table=table, family=family)
-        add("splitroute_blackhole_armed", state["armed"], table=table, family=family)
-
-    out = []
-    for name, kind, text in _METRICS:
-        if not samples[name]:
-            continue
-        out.append("# HELP %s %s" % (name, _escape_help(text)))
-        out.append("# TYPE %s %s" % (name, kind))
-        seen = set()
-        for labels, value in samples[name]:
-            rendered = ",".join('%s="%s"' % (key, _escape_label(val)) for key, val in labels.items())
-            if rendered in seen:
-                continue
-            seen.add(rendered)
-            out.append("%s{%s} %d" % (name, rendered, value))
-    return "\n".join(out) + "\n"
+def status_report(raw, settings=None):
+    try:
+        return _status.status_report(raw, settings)
+    except _status.StatusError as exc:
+        raise AnsibleFilterError(str(exc)) from None
 
 
 class FilterModule:

@@ -14,6 +14,10 @@ Each role's part lives in _host_ROLE.py and exports COMMANDS, a dict of subcomma
 -> function(plan, args, log) returning an exit status (0 ok). `splitroute NAME` runs the
 function of every role whose plan file exists, in ROLES order, and fails (status 1) if
 any of them failed; a role without a plan file is skipped. `splitroute plans` lists them.
+
+Host-wide commands (`status`, `metrics`) live in _host_status.py: COMMANDS name -> (setup(parser),
+fn(plans, args, log)), plans being role -> plan or None. Each runs once, with every plan, whether
+or not there is any; a role's command of the same name is not offered.
 """
 
 from __future__ import annotations
@@ -102,15 +106,25 @@ def role_commands(role):
     return module.COMMANDS
 
 
+def host_commands():
+    module = importlib.import_module("%s._host_status" % __name__.rsplit(".", 1)[0])
+    return module.COMMANDS
+
+
 def main(argv=None, log=_log):
     parser = argparse.ArgumentParser(prog="splitroute", description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--plan-dir", default=None, help="where the plans are (default %s)" % PLAN_DIR)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("plans", help="list the plans on this host")
+    host_wide = host_commands()
+    for name in sorted(host_wide):
+        setup, fn = host_wide[name]
+        setup(sub.add_parser(name, help=(fn.__doc__ or name).split("\n")[0]))
     names = {}
     for role in ROLES:
         for name in role_commands(role):
-            names.setdefault(name, []).append(role)
+            if name not in host_wide:
+                names.setdefault(name, []).append(role)
     for name in sorted(names):
         cmd = sub.add_parser(name, help="run %s for %s" % (name, ", ".join(names[name])))
         cmd.add_argument("--json", action="store_true", help="print JSON")
@@ -126,6 +140,13 @@ def main(argv=None, log=_log):
         for role in ROLES:
             sys.stdout.write("%s %s\n" % (role, plan_path(role, args.plan_dir) if plans[role] else "-"))
         return 0
+
+    if args.command in host_wide:
+        try:
+            return host_wide[args.command][1](plans, args, log)
+        except HostError as exc:
+            log("splitroute %s: %s" % (args.command, exc))
+            return 1
 
     status = 0
     for role in ROLES:

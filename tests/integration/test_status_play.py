@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from host_program import install, write_plan  # tests/host_program.py
 from prometheus_text import parse_metrics  # tests/prometheus_text.py
 
 HERE = Path(__file__).resolve().parent
@@ -270,3 +271,118 @@ def test_textfile_path_is_checked(box, tmp_path):
     proc = subprocess.run(box.argv(*cmd), capture_output=True, text=True, env=env, check=False, cwd=ROOT)
     assert proc.returncode != 0 and "must be an absolute path ending in .prom" in proc.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- the host program, no playbook
+
+CLIENT_GENERATIONS_NFT = """
+table inet splitroute {
+  set gw_v4_a { type ipv4_addr; flags timeout; timeout 3600s; }
+  set gw_v4_b { type ipv4_addr; flags timeout; timeout 3600s; }
+  set gw_net4 { type ipv4_addr; flags interval; elements = { 10.99.0.1/32 } }
+  chain output {
+    type route hook output priority mangle; policy accept;
+    ct mark != 0 meta mark set ct mark return
+    ct state new ip daddr @gw_v4_a meta mark set 0x7 ct mark set meta mark return
+    ct state new ip daddr @gw_v4_b meta mark set 0x7 ct mark set meta mark return
+    ct state new ip daddr @gw_net4 meta mark set 0x7 ct mark set meta mark return
+  }
+}
+"""
+
+
+def wg_interface(box, name, key_path, port, peer, peer_port=None, allowed="10.99.0.0/24"):
+    box.start("wireguard-go", "-f", name)
+    for _attempt in range(100):
+        if box.run("wg", "show", name, check=False).returncode == 0:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("wireguard-go made no %s" % name)
+    box.run("ip", "link", "set", name, "up")
+    if peer_port:  # the side that starts: a keepalive every second makes the handshake at once
+        box.run("wg", "set", name, "private-key", str(key_path), "listen-port", str(port), "peer", peer, "endpoint",
+                "127.0.0.1:%d" % peer_port, "allowed-ips", allowed, "persistent-keepalive", "1")  # fmt: skip
+    else:
+        box.run("wg", "set", name, "private-key", str(key_path), "listen-port", str(port), "peer", peer,
+                "allowed-ips", allowed)  # fmt: skip
+
+
+def keypair(tmp_path, name):
+    private = subprocess.run(["wg", "genkey"], capture_output=True, text=True, check=True).stdout.strip()
+    public = subprocess.run(["wg", "pubkey"], input=private, capture_output=True, text=True, check=True).stdout.strip()
+    path = tmp_path / ("%s.key" % name)
+    path.write_text(private + "\n")
+    path.chmod(0o600)
+    return private, public, path
+
+
+def test_the_host_program_rewrites_the_metrics_without_a_playbook(box, tmp_path):
+    """`splitroute metrics --textfile` (what the runtime role's timer runs) on a client-like namespace with
+    a real WireGuard handshake, run twice with nothing else in between but time and one set element, as
+    dnsmasq adds it: the handshake age grows, the set's size changes, both textfiles parse strictly."""
+    program, plans = install(tmp_path / "program")
+    write_plan(plans, "client", {
+        "role": "client", "version": 1, "settings": {"priority_base": 1000},
+        "tunnels": [{"name": "gw", "fwmark": 7, "table": 100, "priority": 1000}], "nft": {"table": "splitroute"},
+    })  # fmt: skip
+    box.run("nft", "-f", "-", input=CLIENT_GENERATIONS_NFT)
+    box.run("nft", "add element inet splitroute gw_v4_a { 198.51.100.10 timeout 1h, 198.51.100.11 timeout 1h }")
+    private, public, key = keypair(tmp_path, "gw")
+    far_private, far_public, far_key = keypair(tmp_path, "far")
+    wg_interface(box, "far", far_key, 51902, public, allowed="10.99.0.1/32")
+    wg_interface(box, "gw", key, 51901, far_public, peer_port=51902)
+    box.run("ip", "addr", "add", "10.99.0.1/32", "dev", "gw")
+    for family in ("-4", "-6"):
+        box.run("ip", family, "rule", "add", "priority", "1000", "fwmark", "0x7", "lookup", "100")
+        box.run("ip", family, "route", "add", "blackhole", "default", "table", "100", "metric", "100")
+        box.run("ip", family, "route", "add", "default", "dev", "gw", "table", "100", "metric", "10")
+    for _attempt in range(100):
+        if box.run("wg", "show", "gw", "latest-handshakes").stdout.split()[-1:] not in ([], ["0"]):
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("no handshake between gw and far")
+
+    textfile = tmp_path / "node-exporter" / "splitroute.prom"
+    textfile.parent.mkdir()
+    cmd = ["/usr/bin/python3", "-I", str(program), "--plan-dir", str(plans)]
+    box.run(*cmd, "metrics", "--host", "laptop-1", "--textfile", str(textfile))
+    first = textfile.read_text()
+    time.sleep(2)
+    box.run("nft", "add element inet splitroute gw_v4_b { 198.51.100.12 timeout 1h }")
+    box.run(*cmd, "metrics", "--host", "laptop-1", "--textfile", str(textfile))
+    second = textfile.read_text()
+
+    assert stat.S_IMODE(textfile.stat().st_mode) == 0o644
+    assert [p.name for p in textfile.parent.iterdir()] == ["splitroute.prom"], "a temporary file was left"
+    before, after = parse_metrics(first), parse_metrics(second)
+    for samples in (before, after):
+        assert metric(samples, "splitroute_client_configured", host="laptop-1") == 1
+        assert metric(samples, "splitroute_problems") == 0, box.run(*cmd, "status").stdout
+        assert metric(samples, "splitroute_tunnel_up", interface="gw") == 1
+        assert metric(samples, "splitroute_rule_present", name="gw", family="ipv4", table="100") == 1
+        assert metric(samples, "splitroute_blackhole_armed", table="100", family="ipv4") == 1
+        assert metric(samples, "splitroute_set_elements", set="gw_v4_a") == 2
+        assert metric(samples, "splitroute_peer_last_handshake_seconds", interface="gw", peer=far_public) > 0
+    assert metric(before, "splitroute_set_elements", set="gw_v4_b") == 0
+    assert metric(after, "splitroute_set_elements", set="gw_v4_b") == 1 == nft_count(box, "gw_v4_b")
+    handshake = metric(before, "splitroute_tunnel_last_handshake_seconds", interface="gw")
+    assert handshake == metric(after, "splitroute_tunnel_last_handshake_seconds", interface="gw")
+    ages = [metric(s, "splitroute_tunnel_handshake_age_seconds", interface="gw") for s in (before, after)]
+    stamps = [metric(s, "splitroute_status_timestamp_seconds") for s in (before, after)]
+    assert ages[1] - ages[0] == stamps[1] - stamps[0] >= 2, (ages, stamps)
+    for text in (first, second):
+        assert private not in text and far_private not in text
+
+    # the readable and the JSON status: the same report, and no key in either
+    readable = box.run(*cmd, "status", "--host", "laptop-1").stdout
+    assert readable.startswith("laptop-1: client configured, gateway not configured, no problems")
+    assert "    sets: gw_net4 1, gw_v4_a 2, gw_v4_b 1" in readable.split("\n")
+    assert "  tunnel gw: up, 1 peer (1 with a handshake), last handshake " in readable
+    report = json.loads(box.run(*cmd, "status", "--json", "--host", "laptop-1").stdout)
+    assert [t["name"] for t in report["client"]["tunnels"]] == ["gw"]
+    assert report["client"]["tunnels"][0]["elements"] == 4
+    assert {w["interface"] for w in report["wireguard"]} == {"gw", "far"}
+    for text in (readable, json.dumps(report)):
+        assert private not in text and far_private not in text

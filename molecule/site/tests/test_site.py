@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -19,10 +20,15 @@ from conftest import INVENTORY, changed_tasks, failures, parse_packets, run_play
 from lablib import exits  # lab/exits.py: the demo table
 
 ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from prometheus_text import parse_metrics  # noqa: E402  (tests/prometheus_text.py: the strict reader)
 
 SITE = ROOT / "playbooks" / "site.yml"
 REVERT = ROOT / "playbooks" / "revert.yml"
 STATUS = ROOT / "playbooks" / "status.yml"
+RUNTIME = Path(__file__).resolve().parents[1] / "runtime.yml"
+TEXTFILE = "/var/lib/prometheus/node-exporter/splitroute.prom"  # splitroute_runtime_textfile's default
 GATEWAY = "gateway"
 VPN_CLIENT = "client"  # provider range
 DIRECT_CLIENT = "client2"  # direct range
@@ -164,6 +170,120 @@ def test_status_reports_the_chain(lab):
     assert len(handshakes) == 2 and all(value > 0 for value in handshakes), prom
     armed = metric(prom, "splitroute_blackhole_armed")
     assert armed and all(value == 1.0 for value in armed), prom
+
+
+def strict(text):
+    """Series -> value of a textfile, read strictly; by name and labels (without host)."""
+    return {(name, frozenset((k, v) for k, v in labels if k != "host")): value
+            for (name, labels), value in parse_metrics(text).items()}  # fmt: skip
+
+
+def values(samples, name):
+    return {labels: value for (n, labels), value in samples.items() if n == name}
+
+
+def next_textfile(box, before, timeout=30):
+    """The textfile once the timer has rewritten it (a later timestamp than BEFORE's)."""
+    stamp = values(strict(before), "splitroute_status_timestamp_seconds")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = box.check_output(f"cat {TEXTFILE}") + "\n"
+        if values(strict(text), "splitroute_status_timestamp_seconds") != stamp:
+            return text
+        time.sleep(1)
+    pytest.fail("the timer did not rewrite %s within %d s" % (TEXTFILE, timeout))
+
+
+def first_textfile(box, timeout=30):
+    """The textfile, once the timer has written it (at once when it starts)."""
+    deadline = time.monotonic() + timeout
+    while not box.file(TEXTFILE).exists:
+        if time.monotonic() > deadline:
+            pytest.fail("the timer wrote no %s within %d s" % (TEXTFILE, timeout))
+        time.sleep(1)
+    return box.check_output(f"cat {TEXTFILE}") + "\n"
+
+
+def timer_runs(box):
+    assert box.check_output("systemctl is-enabled splitroute-metrics.timer") == "enabled"
+    assert box.check_output("systemctl is-active splitroute-metrics.timer") == "active"
+    assert box.check_output(f"stat -c %a {TEXTFILE}") == "644"
+
+
+def test_the_gateway_metrics_change_by_themselves(lab):
+    """No playbook: the gateway's timer (every 5 s in the lab's inventory) rewrites the textfile, and the
+    peers' handshake ages grow between two runs (the plan in /etc/splitroute/gateway.json names them)."""
+    gateway = lab.host(GATEWAY)
+    first = first_textfile(gateway)
+    timer_runs(gateway)
+    plan = json.loads(gateway.check_output("cat /etc/splitroute/gateway.json"))
+    assert (plan["role"], plan["version"], plan["interface"]) == ("gateway", 1, "wg0")
+    assert gateway.check_output("stat -c %a /etc/splitroute/gateway.json") == "644"
+    second = next_textfile(gateway, first)
+    before, after = strict(first), strict(second)
+    for samples in (before, after):
+        assert values(samples, "splitroute_gateway_configured") == {frozenset(): 1}
+        assert values(samples, "splitroute_problems") == {frozenset(): 0}, gateway.check_output("splitroute status")
+        names = {dict(labels)["name"] for labels in values(samples, "splitroute_peer_handshake_age_seconds")}
+        assert names == {VPN_CLIENT, DIRECT_CLIENT}  # named from the plan's peers
+        assert values(samples, "splitroute_netns_present") == {frozenset({("netns", "srgw-provider")}): 1}
+    ages = [values(s, "splitroute_peer_handshake_age_seconds") for s in (before, after)]
+    shakes = [values(s, "splitroute_peer_last_handshake_seconds") for s in (before, after)]
+    stamp = [values(s, "splitroute_status_timestamp_seconds")[frozenset()] for s in (before, after)]
+    assert stamp[1] > stamp[0]
+    for peer, age in ages[0].items():
+        if shakes[0][peer] == shakes[1][peer]:  # no new handshake in between: older by the time between
+            assert ages[1][peer] - age == stamp[1] - stamp[0], (peer, ages, stamp)
+        else:
+            assert ages[1][peer] != age
+    assert ages[0] != ages[1]
+    assert "PrivateKey" not in second and gateway.check_output("wg show wg0 private-key") not in second
+
+
+def test_the_client_metrics_change_by_themselves(lab):
+    """No playbook: the client's timer rewrites the textfile; a listed name looked up in between (dnsmasq
+    adds its address to the tunnel's set) shows in the set sizes, and the handshake age grows."""
+    client = lab.host(VPN_CLIENT)
+    installed_here = not client.file("/usr/sbin/splitroute").exists
+    if installed_here:  # the client role does not install the host program (yet): install it alone
+        rc, out = run_playbook(RUNTIME, limit=VPN_CLIENT, inventory=INVENTORY)
+        assert rc == 0, failures(out)
+    try:
+        first = next_textfile(client, first_textfile(client))
+        timer_runs(client)
+        sets = client.check_output("nft -j list table inet splitroute")
+        # a listed name (example.com, group_vars/clients.yml) whose address is in no set yet
+        name, address = next(
+            ((n, a) for n, a in (("deep.sub.example.com", "198.51.100.212"), ("short.example.com", "198.51.100.213"),
+                                 ("api.example.com", "198.51.100.211")) if '"%s"' % a not in sets),
+            (None, None),
+        )  # fmt: skip
+        if name is None:
+            pytest.fail("every listed address of the lab is in a set already: %s" % sets)
+        assert client.run(f"getent ahostsv4 {name}").rc == 0
+        second = next_textfile(client, first)
+        before, after = strict(first), strict(second)
+        for samples in (before, after):
+            assert values(samples, "splitroute_client_configured") == {frozenset(): 1}
+            assert values(samples, "splitroute_tunnel_up")[frozenset({("interface", "gw")})] == 1
+        sizes = [values(s, "splitroute_set_elements") for s in (before, after)]
+        assert sum(sizes[1].values()) > sum(sizes[0].values()), sizes  # (the sets' timeout is an hour)
+        assert address in client.check_output("nft -j list table inet splitroute")
+        tunnel = frozenset({("interface", "gw")})
+        ages = [values(s, "splitroute_tunnel_handshake_age_seconds")[tunnel] for s in (before, after)]
+        shakes = [values(s, "splitroute_tunnel_last_handshake_seconds")[tunnel] for s in (before, after)]
+        stamp = [values(s, "splitroute_status_timestamp_seconds")[frozenset()] for s in (before, after)]
+        assert shakes[0] > 0 and stamp[1] > stamp[0]
+        if shakes[0] == shakes[1]:
+            assert ages[1] - ages[0] == stamp[1] - stamp[0], (ages, stamp)
+        assert ages[0] != ages[1]
+    finally:
+        if installed_here:
+            rc, out = run_playbook(RUNTIME, {"splitroute_runtime_state": "absent"}, limit=VPN_CLIENT,
+                                   inventory=INVENTORY)  # fmt: skip
+            assert rc == 0, failures(out)
+            assert not client.file("/usr/sbin/splitroute").exists
+            assert not client.file(TEXTFILE).exists
 
 
 def test_revert_removes_everything_and_traffic_goes_direct(lab):

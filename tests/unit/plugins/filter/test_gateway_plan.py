@@ -268,7 +268,13 @@ def test_pubkey_never_echoes_a_bad_key():
 
 
 def test_the_filters_are_exported():
-    assert set(FilterModule().filters()) == {"gateway_plan", "gateway_secrets", "gateway_genkey", "gateway_pubkey"}
+    assert set(FilterModule().filters()) == {
+        "gateway_plan",
+        "gateway_plan_file",
+        "gateway_secrets",
+        "gateway_genkey",
+        "gateway_pubkey",
+    }
 
 
 SETTINGS6 = dict(SETTINGS, address6="fd10:4::1/64", veth_network6="fd00:255:255::/64")

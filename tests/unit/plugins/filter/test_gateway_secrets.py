@@ -23,7 +23,12 @@ import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.splitroute.vpn.plugins.filter.gateway_plan import gateway_plan, gateway_secrets
+from ansible_collections.splitroute.vpn.plugins.filter.gateway_plan import (
+    gateway_plan,
+    gateway_plan_file,
+    gateway_secrets,
+)
+from ansible_collections.splitroute.vpn.plugins.module_utils import _host
 
 ROOT = Path(__file__).resolve().parents[4]
 KEY1 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
@@ -54,6 +59,21 @@ def test_the_plan_carries_no_key_only_flags():
         ("tablet", False),
     ]
     assert plan["peers"][0]["public_key"] == KEY1  # public keys are not secrets
+
+
+def test_the_plan_file_for_the_host_carries_no_secret_and_the_program_reads_it(tmp_path):
+    """/etc/splitroute/gateway.json (mode 0644) is the plan as it is, with role, version and table name."""
+    plan = gateway_plan(PEERS, CLASSES, PROVIDERS, dict(SETTINGS, interface="wg7", table_base=210))
+    text = json.dumps(gateway_plan_file(plan, "splitroute_gateway"))
+    for secret in SECRETS:
+        assert secret not in text
+    (tmp_path / "gateway.json").write_text(text)
+    read = _host.load_plan("gateway", str(tmp_path))
+    assert (read["role"], read["version"], read["nft_table"]) == ("gateway", _host.PLAN_VERSION, "splitroute_gateway")
+    assert (read["interface"], read["table_base"], read["providers"][0]["table"]) == ("wg7", 210, 210)
+    assert {k: read[k] for k in plan} == json.loads(json.dumps(plan))
+    with pytest.raises(AnsibleFilterError, match="expects the plan"):
+        gateway_plan_file([], "splitroute_gateway")
 
 
 def test_gateway_secrets_gives_the_preshared_keys_by_name():
