@@ -67,12 +67,16 @@ _value:
 """
 
 import base64
+import json
 import re
 
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.datatag import native_type_name
 
+from ansible_collections.splitroute.vpn.plugins.module_utils import _names
 from ansible_collections.splitroute.vpn.plugins.module_utils._dnsmasq import InputError, normalize_domain
+from ansible_collections.splitroute.vpn.plugins.module_utils._host import PLAN_VERSION
+from ansible_collections.splitroute.vpn.plugins.module_utils._host_client import ROTATE_MARGIN, prune, rotation
 from ansible_collections.splitroute.vpn.plugins.module_utils._validate import (
     check_ifname,
     check_nft_name,
@@ -121,8 +125,8 @@ _DEFAULTS = {
 }
 # absent.yml clears the first 10 tables after table_base (tunnels removed from inventory) and, in both states,
 # the rules at priority_base .. priority_base + 99.
-SCOPE_TABLES = 10
-SCOPE_PRIORITIES = 100
+SCOPE_TABLES = _names.SCOPE_TABLES
+SCOPE_PRIORITIES = _names.SCOPE_PRIORITIES
 
 
 class _Errors(list):
@@ -161,9 +165,13 @@ def _check_name(name, what):
     value, error = want_str(name, what)
     if error:
         return error
-    if not _NAME.fullmatch(value) or check_ifname(value, what) or check_nft_name(value + "_net4", what):
+    if (
+        not _NAME.fullmatch(value)
+        or check_ifname(value, what)
+        or check_nft_name(value + _names.LONGEST_SET_SUFFIX, what)
+    ):
         return (
-            "%s %r is invalid: it names the interface, the wg-quick file, the nftables sets (NAME_v4) and the "
+            "%s %r is invalid: it names the interface, the wg-quick file, the nftables sets (NAME_v4_a) and the "
             "units (wg-quick@NAME): 1-15 characters, a letter first, then letters, digits, _ . -" % (what, value)
         )
     return None
@@ -219,11 +227,19 @@ def _settings(settings, errors):
     for key in ("dns_redirect", "tailscale"):
         out[key] = errors.take(want_bool(get(key), var(key)))
     if None not in (out["set_timeout"], out["max_cache_ttl"], out["max_ttl"]):
-        reuse = out["max_cache_ttl"] + out["max_ttl"]
-        if out["set_timeout"] <= reuse:
+        rot = rotation(out["max_cache_ttl"], out["max_ttl"])
+        if out["set_timeout"] < rot["removal_bound"]:
             errors.append(
-                "splitroute_client_set_timeout (%d s) must exceed max_cache_ttl + max_ttl (%d s): a set element must "
-                "outlive every reuse of the answer that put it there" % (out["set_timeout"], reuse)
+                "splitroute_client_set_timeout (%d s) must be at least %d s: it is only a backstop behind the sets' "
+                "rotation (period %d s from 2 x max_cache_ttl + max_ttl + %d s, timer every %d s), and an element must "
+                "outlive two rotations"
+                % (
+                    out["set_timeout"],
+                    rot["removal_bound"],
+                    rot["period"],
+                    ROTATE_MARGIN,
+                    rot["interval"],
+                )
             )
     if out["table_base"] is not None:
         errors.add(check_tables(out["table_base"], SCOPE_TABLES, var("table_base")))
@@ -440,21 +456,20 @@ def _tunnel(index, raw, settings, extra, texts, errors):
             value = default
         return errors.take(want_int(value, "%s.%s" % (where, key), lo, hi))
 
-    def base(key, step):
-        return None if settings[key] is None else settings[key] + step * index
-
-    plan["fwmark"] = number("fwmark", index + 1, 1, 0xFFFFFFFF)
-    plan["table"] = number("table", base("table_base", 1), 1, 0xFFFFFFFF)
+    defaults = _names.tunnel_numbers(index, settings["table_base"], settings["priority_base"], settings["back_port"])
+    plan["fwmark"] = number("fwmark", defaults["fwmark"], 1, 0xFFFFFFFF)
+    plan["table"] = number("table", defaults["table"], 1, 0xFFFFFFFF)
     if plan["table"] is not None:
         error = check_tables(plan["table"], 1, where + ".table")
         errors.add(error)
         plan["table"] = None if error else plan["table"]
-    plan["priority"] = number("priority", base("priority_base", 10), 1, 32765)
-    plan["back_port"] = number("back_port", base("back_port", 1), 1, 65535)
-    plan["set4"] = "%s_v4" % name
-    plan["set6"] = "%s_v6" % name
-    plan["net4"] = "%s_net4" % name
-    plan["net6"] = "%s_net6" % name
+    plan["priority"] = number("priority", defaults["priority"], 1, 32765)
+    plan["back_port"] = number("back_port", defaults["back_port"], 1, 65535)
+    # the sets dnsmasq fills, two generations each (see _host_client), and the static ones
+    plan["sets4"] = _names.dns_sets(name, 4)
+    plan["sets6"] = _names.dns_sets(name, 6)
+    plan["net4"] = _names.net_set(name, 4)
+    plan["net6"] = _names.net_set(name, 6)
     return plan
 
 
@@ -564,6 +579,133 @@ def client_domain_files(tunnels):
     return paths
 
 
+def client_host_plan(tunnels, settings):
+    """The plan the role renders to /etc/splitroute/client.json: CLIENT_PLAN's tunnels and CLIENT_SETTINGS'
+    settings (both already checked), with every list the tasks, the templates and the host program take from it
+    (rules, routes, resolver groups, units, the sets' rotation). No key material: the tunnels carry only flags."""
+    tunnels, settings = _native([tunnels, settings])
+    table = _names.NFT_TABLE
+    rules, routes, boot_routes, back_groups = [], [], [], {}
+    for t in tunnels:
+        rules.append({"priority": t["priority"], "fwmark": str(t["fwmark"]), "table": str(t["table"])})
+        for family, have in (("4", t["has_v4"]), ("6", t["has_v6"])):
+            if have:
+                routes.append({"table": str(t["table"]), "dest": "default", "dev": t["name"], "family": family,
+                               "metric": 10})  # fmt: skip
+        blackhole = {"table": str(t["table"]), "dest": "default", "type": "blackhole", "metric": 100}
+        routes.append(blackhole)
+        boot_routes.append(dict(blackhole))
+        if t["dns"]:
+            sets = [{"version": 4, "table": table, "name": n} for n in t["sets4"]]
+            sets += [{"version": 6, "table": table, "name": n} for n in t["sets6"]]
+            back_groups[t["name"]] = [{"name": t["name"], "domains": [], "sets": sets, "servers": t["dns"]}]
+    with_dns = [t["name"] for t in tunnels if t["dns"]]
+    base = settings["priority_base"]
+    return {
+        "role": "client",
+        "version": PLAN_VERSION,
+        "settings": settings,
+        "tunnels": tunnels,
+        "nft": {"table": table, "file": _names.CLIENT_NFT_FILE},
+        "paths": {
+            "etc": _names.ETC,
+            "plan": _names.CLIENT_PLAN,
+            "dns_dir": _names.CLIENT_DNS_DIR,
+            "resolv_backup": _names.CLIENT_RESOLV_BACKUP,
+            "rotate_state": _names.CLIENT_ROTATE_STATE,
+            "legacy_routing_script": _names.CLIENT_LEGACY_ROUTING_SCRIPT,
+        },
+        "rotation": rotation(settings["max_cache_ttl"], settings["max_ttl"]),
+        "rules": rules,
+        "routes": routes,
+        "boot_routes": boot_routes,
+        "scope": {
+            "priorities": "%d-%d" % (base, base + _names.SCOPE_PRIORITIES - 1),
+            "tables": [str(t["table"]) for t in tunnels],
+            # absent: every table the role may have used
+            "all_tables": sorted(
+                {str(settings["table_base"] + i) for i in range(_names.SCOPE_TABLES)}
+                | {str(t["table"]) for t in tunnels},
+                key=int,
+            ),
+        },
+        "front_groups": [
+            {"name": t["name"], "domains": t["domains"], "back_server": "127.0.0.1#%d" % t["back_port"]}
+            for t in tunnels
+            if t["domains"]
+        ],
+        "back_groups": back_groups,
+        "units": {
+            "files": list(_names.CLIENT_UNIT_FILES),
+            # enabled and started in this order (boot order)
+            "start": [_names.CLIENT_UNIT]
+            + [_names.back_unit(n) for n in with_dns]
+            + [_names.FRONT_UNIT]
+            + [_names.wg_unit(t["name"]) for t in tunnels]
+            + [_names.ROTATE_TIMER],
+            # stopped and disabled on removal, in the reverse of the boot order
+            "stop": [_names.ROTATE_TIMER, _names.ROTATE_UNIT, _names.FRONT_UNIT]
+            + [_names.back_unit(n) for n in with_dns]
+            + [_names.CLIENT_UNIT],
+        },
+        "files": {
+            # the client's own files (/etc/splitroute itself goes when nothing else is left in it)
+            "remove": list(_names.CLIENT_FILES) + ["%s/%s" % (_names.SYSTEMD, u) for u in _names.CLIENT_UNIT_FILES],
+        },
+    }
+
+
+def _plan_or_none(value):
+    """The previous plan from the host (its slurped JSON text, a dict or nothing)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) and value.get("role") == "client" else None
+
+
+def client_prune(old, new, dropins=None, backs=None, sets=None, inventory=None):
+    """What to remove from the host (see _host_client.prune): OLD, the host's previous plan (its JSON text, or
+    nothing); NEW, the plan being applied (None: remove every tunnel); DROPINS, BACKS: the paths of the role's
+    wg-quick drop-ins (DIR/splitroute.conf, or DIR) and of the back resolvers' nftset files found on the host;
+    SETS: the set names in the client's table on the host; INVENTORY: tunnels of the inventory that go too (the
+    role's state absent)."""
+    old, new, dropins, backs, sets = _native([_plan_or_none(old), new, dropins or [], backs or [], sets or []])
+    if inventory:
+        old = {"tunnels": list((old or {}).get("tunnels", [])) + _native(list(inventory))}
+    # a drop-in directory, or the role's file in it
+    dropins = [p[: -len("/splitroute.conf")] if p.endswith("/splitroute.conf") else p for p in dropins]
+    found = {
+        "dropins": [
+            p.rsplit("/", 1)[-1][len("wg-quick@") : -len(".service.d")]
+            for p in dropins
+            if p.rsplit("/", 1)[-1].startswith("wg-quick@") and p.endswith(".service.d")
+        ],
+        "backs": [
+            p.rsplit("/", 1)[-1][len("back-") : -len("-nftset.conf")]
+            for p in backs
+            if p.rsplit("/", 1)[-1].startswith("back-") and p.endswith("-nftset.conf")
+        ],
+        "sets": sets,
+    }
+    return prune(old, new, found)
+
+
+def client_nft_sets(text, table=_names.NFT_TABLE):
+    """The set names in `nft -j list table inet TABLE` output (empty when there is none)."""
+    try:
+        data = json.loads(text) if isinstance(text, str) and text else {}
+    except ValueError:
+        return []
+    items = data.get("nftables", []) if isinstance(data, dict) else []
+    return sorted(
+        str(i["set"]["name"])
+        for i in items
+        if isinstance(i, dict) and isinstance(i.get("set"), dict) and i["set"].get("table") == table
+    )
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -571,4 +713,7 @@ class FilterModule:
             "client_settings": client_settings,
             "client_secrets": client_secrets,
             "client_domain_files": client_domain_files,
+            "client_host_plan": client_host_plan,
+            "client_prune": client_prune,
+            "client_nft_sets": client_nft_sets,
         }

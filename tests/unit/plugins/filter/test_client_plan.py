@@ -97,7 +97,7 @@ def test_domain_lists_from_several_variables_and_files_add_up():
         ([tunnel(), tunnel(name="wg1", domains=["example.com"])], {}, "listed for tunnels wg0 and wg1"),
         ([tunnel(), tunnel(name="wg1", table=100, domains=[])], {}, "share table 100"),
         ([tunnel(dns=[])], {}, "domains need dns"),
-        ([tunnel()], {"set_timeout": 600}, "must exceed"),
+        ([tunnel()], {"set_timeout": 600}, "must be at least 1930 s"),
         ([tunnel(bogus=1)], {}, "splitroute_client_tunnels[0]: unknown keys bogus"),
         ([tunnel()], {"upstream_dns": ["not-an-ip"]}, "not-an-ip"),
         (
@@ -281,7 +281,8 @@ def test_a_name_that_some_place_would_refuse_is_refused(name):
 @pytest.mark.parametrize("name", ["wg0", "wg-0", "wg.0", "wg_0", "W" * 15])
 def test_names_valid_for_the_interface_nft_and_systemd_pass(name):
     (plan,) = client_plan([tunnel(name=name)], SETTINGS)
-    assert plan["set4"] == name + "_v4"
+    assert plan["sets4"] == [name + "_v4_a", name + "_v4_b"]
+    assert plan["sets6"] == [name + "_v6_a", name + "_v6_b"]
 
 
 # ---------------------------------------------------------------- 6. settings as -e gives them

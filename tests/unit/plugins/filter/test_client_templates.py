@@ -17,7 +17,12 @@ import pytest
 import yaml
 from ansible.plugins.filter.core import comment
 
-from ansible_collections.splitroute.vpn.plugins.filter.client_plan import client_plan, client_secrets, client_settings
+from ansible_collections.splitroute.vpn.plugins.filter.client_plan import (
+    client_host_plan,
+    client_plan,
+    client_secrets,
+    client_settings,
+)
 
 ROLE = Path(__file__).resolve().parents[4] / "roles" / "client"
 KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
@@ -91,8 +96,17 @@ def environment():
 def context(plan, settings, **extra):
     names = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
     names = {k: v for k, v in names.items() if not (isinstance(v, (str, dict)) and "{{" in str(v))}
+    host = client_host_plan(plan, settings)
+    # vars/main.yml takes these from the plan
+    names.update(
+        __splitroute_client_etc=host["paths"]["etc"],
+        __splitroute_client_dns_dir=host["paths"]["dns_dir"],
+        __splitroute_client_nft_file=host["nft"]["file"],
+        __splitroute_client_nft_table=host["nft"]["table"],
+    )
     return dict(
         names,
+        __splitroute_client_host=host,
         ansible_managed="Ansible managed",
         __splitroute_client_plan=plan,
         __splitroute_client_settings=settings,
@@ -107,8 +121,10 @@ def renderings():
     settings = client_settings(SETTINGS)
     env = environment()
     out = {}
-    for name in ("client.nft.j2", "dnsmasq-front.conf.j2", "splitroute-client-routing.j2") + tuple(
-        p.name for p in (ROLE / "templates").glob("*.service.j2")
+    for name in (
+        ("client.nft.j2", "dnsmasq-front.conf.j2")
+        + tuple(p.name for p in (ROLE / "templates").glob("*.service.j2"))
+        + tuple(p.name for p in (ROLE / "templates").glob("*.timer.j2"))
     ):
         out[name] = env.get_template(name).render(context(plan, settings))
     for item in plan:

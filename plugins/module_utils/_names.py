@@ -1,0 +1,127 @@
+# Copyright (c) splitroute.vpn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# This module_utils is PRIVATE to splitroute.vpn; breaking changes can occur any time.
+"""The collection's naming conventions, in one place: nftables table and set names, unit
+names, the numbers a tunnel gets by its position, and the paths the roles write.
+
+client_plan (on the controller) and the host program (_host_client, no ansible on the host)
+both import these, so a name is spelled once. Nothing here imports ansible.
+"""
+
+from __future__ import annotations
+
+import re
+
+# ---------------------------------------------------------------- common
+ETC = "/etc/splitroute"
+RUN = "/run/splitroute"
+SYSTEMD = "/etc/systemd/system"
+WIREGUARD = "/etc/wireguard"
+NFT_TABLE = "splitroute"  # table inet splitroute
+METRIC_PREFIX = "splitroute_"
+
+# ---------------------------------------------------------------- client
+CLIENT_PLAN = ETC + "/client.json"  # _host.plan_path("client")
+CLIENT_NFT_FILE = ETC + "/client.nft"
+CLIENT_DNS_DIR = ETC + "/dns"
+CLIENT_RESOLV_BACKUP = ETC + "/resolv.conf.orig"
+CLIENT_ROTATE_STATE = RUN + "/client-rotate.json"
+# the boot shell script of releases before the host program (removed when found)
+CLIENT_LEGACY_ROUTING_SCRIPT = "/usr/local/sbin/splitroute-client-routing"
+
+# everything of the client's under /etc/splitroute and the legacy script (state absent removes them)
+CLIENT_FILES = (
+    CLIENT_PLAN,
+    CLIENT_NFT_FILE,
+    CLIENT_DNS_DIR,
+    CLIENT_RESOLV_BACKUP,
+    ETC + "/resolv.conf.link",
+    CLIENT_LEGACY_ROUTING_SCRIPT,
+)
+
+CLIENT_UNIT = "splitroute-client.service"
+FRONT_UNIT = "splitroute-dns-front.service"
+BACK_TEMPLATE_UNIT = "splitroute-dns-back@.service"
+ROTATE_UNIT = "splitroute-client-rotate.service"
+ROTATE_TIMER = "splitroute-client-rotate.timer"
+# the unit files the client role installs (templates of the same name + .j2)
+CLIENT_UNIT_FILES = (CLIENT_UNIT, FRONT_UNIT, BACK_TEMPLATE_UNIT, ROTATE_UNIT, ROTATE_TIMER)
+
+# The two generations of every set dnsmasq fills: both filled by every answer, flushed
+# alternately by `splitroute rotate` (see _host_client).
+GENERATIONS = ("a", "b")
+FAMILIES = (4, 6)
+
+# tunnel N (0-based, in inventory order) gets these unless it gives its own
+FWMARK_FIRST = 1
+PRIORITY_STEP = 10
+# the role owns rules at priority_base .. +99 and clears tables table_base .. +9 on removal
+SCOPE_TABLES = 10
+SCOPE_PRIORITIES = 100
+
+
+def dns_sets(tunnel, family):
+    """The sets dnsmasq fills for TUNNEL and FAMILY (4 or 6), one per generation: wg0_v4_a, wg0_v4_b."""
+    return ["%s_v%d_%s" % (tunnel, family, gen) for gen in GENERATIONS]
+
+
+def net_set(tunnel, family):
+    """The static (interval) set of TUNNEL's networks: wg0_net4."""
+    return "%s_net%d" % (tunnel, family)
+
+
+def tunnel_sets(tunnel):
+    """Every set of TUNNEL in the client's table."""
+    return dns_sets(tunnel, 4) + dns_sets(tunnel, 6) + [net_set(tunnel, 4), net_set(tunnel, 6)]
+
+
+# the longest suffix a tunnel's set names get (client_plan checks NAME + this is an nft name)
+LONGEST_SET_SUFFIX = "_v4_a"
+_SET_NAME = re.compile(r"^(?P<tunnel>.+)_(?:(?P<dns>v[46])_(?P<gen>[ab])|(?P<net>net[46]))$")
+
+
+def parse_set_name(name):
+    """(tunnel, kind, generation) of one of the client's set names, kind v4/v6/net4/net6 and
+    generation a/b or None; None when NAME is not one of them."""
+    match = _SET_NAME.match(name)
+    if not match:
+        return None
+    if match.group("dns"):
+        return match.group("tunnel"), match.group("dns"), match.group("gen")
+    return match.group("tunnel"), match.group("net"), None
+
+
+def back_unit(tunnel):
+    return "splitroute-dns-back@%s.service" % tunnel
+
+
+def wg_unit(tunnel):
+    return "wg-quick@%s.service" % tunnel
+
+
+def wg_dropin_dir(tunnel):
+    return "%s/wg-quick@%s.service.d" % (SYSTEMD, tunnel)
+
+
+def wg_files(tunnel):
+    return ["%s/%s.conf" % (WIREGUARD, tunnel), "%s/%s.key" % (WIREGUARD, tunnel)]
+
+
+def back_files(tunnel):
+    """The back resolver's configuration and its nftset line."""
+    return ["%s/back-%s.conf" % (CLIENT_DNS_DIR, tunnel), "%s/back-%s-nftset.conf" % (CLIENT_DNS_DIR, tunnel)]
+
+
+def tunnel_numbers(index, table_base, priority_base, back_port):
+    """The defaults of tunnel INDEX: fwmark, routing table, rule priority, back resolver port
+    (None where its base is None)."""
+
+    def plus(base, step):
+        return None if base is None else base + step * index
+
+    return {
+        "fwmark": FWMARK_FIRST + index,
+        "table": plus(table_base, 1),
+        "priority": plus(priority_base, PRIORITY_STEP),
+        "back_port": plus(back_port, 1),
+    }
