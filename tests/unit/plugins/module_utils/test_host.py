@@ -4,11 +4,11 @@ own Python (no ansible importable), plans read strictly."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from host_program import install, run  # tests/host_program.py
 
 from ansible_collections.splitroute.vpn.plugins.module_utils import _host
 
@@ -18,34 +18,7 @@ ROOT = Path(__file__).resolve().parents[4]
 @pytest.fixture
 def installed(tmp_path):
     """The program laid out as roles/runtime lays it out, under TMP instead of /usr/lib/splitroute."""
-    lib = tmp_path / "lib"
-    pkg = lib / "ansible_collections" / "splitroute" / "vpn" / "plugins" / "module_utils"
-    pkg.mkdir(parents=True)
-    for part in [pkg, *pkg.parents][:5]:
-        (part / "__init__.py").write_text("")
-    for src in (ROOT / "plugins" / "module_utils").glob("_*.py"):
-        shutil.copy(src, pkg / src.name)
-    template = (ROOT / "roles" / "runtime" / "templates" / "splitroute.j2").read_text()
-    head, _newline, launcher = template.partition("\n")
-    assert head == "{{ __splitroute_runtime_shebang }}"
-    launcher = "#!/usr/bin/python3\n" + launcher.replace("{{ ansible_managed | comment }}", "#")
-    assert '"/usr/lib/splitroute"' in launcher
-    program = tmp_path / "splitroute"
-    program.write_text(launcher.replace('"/usr/lib/splitroute"', repr(str(lib))))
-    program.chmod(0o755)
-    plans = tmp_path / "etc"
-    plans.mkdir()
-    return program, plans
-
-
-def run(program, plans, *args):
-    return subprocess.run(
-        ["/usr/bin/python3", "-I", str(program), "--plan-dir", str(plans), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-    )
+    return install(tmp_path)
 
 
 def test_the_program_runs_without_ansible(installed):

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from host_program import install, run  # tests/host_program.py
 
 from ansible_collections.splitroute.vpn.plugins.module_utils import _host, _host_client, _names
 
@@ -103,19 +102,7 @@ def test_with_one_generation_the_same_timeline_would_leak():
 @pytest.fixture
 def installed(tmp_path):
     """The program as roles/runtime lays it out, under TMP, run by the host's Python (no ansible)."""
-    lib = tmp_path / "lib"
-    pkg = lib / "ansible_collections" / "splitroute" / "vpn" / "plugins" / "module_utils"
-    pkg.mkdir(parents=True)
-    for part in [pkg, *pkg.parents][:5]:
-        (part / "__init__.py").write_text("")
-    for src in (ROOT / "plugins" / "module_utils").glob("_*.py"):
-        shutil.copy(src, pkg / src.name)
-    launcher = (ROOT / "roles" / "runtime" / "files" / "splitroute").read_text()
-    program = tmp_path / "splitroute"
-    program.write_text(launcher.replace('"/usr/lib/splitroute"', repr(str(lib))))
-    plans = tmp_path / "etc"
-    plans.mkdir()
-    return program, plans
+    return install(tmp_path)
 
 
 def host_plan(tmp_path, tunnels=("wg0", "wg1")):
@@ -147,13 +134,7 @@ def host_plan(tmp_path, tunnels=("wg0", "wg1")):
 
 
 def run_in(netns, program, plans, *args):
-    return subprocess.run(
-        ["ip", "netns", "exec", netns, "/usr/bin/python3", "-I", str(program), "--plan-dir", str(plans), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-    )
+    return run(program, plans, *args, netns=netns)
 
 
 def elements(nsexec, name):
