@@ -51,7 +51,7 @@ options:
         C(gateway_peers) (the role's peers, as dicts or as C([name, public_key, address]) lists; only these three
         keys are read, and a WireGuard peer gets the name of the peer with its public key, or else with its address
         as its one allowed IP), C(gateway_providers) (provider names, in the role's order), C(client_marks) (tunnel
-        name -> its fwmark: a set whose rule sets a tunnel's mark is that tunnel's, whatever its name; without it a
+        name -> its fwmark; a set whose rule sets a tunnel's mark is that tunnel's, whatever its name; without it a
         set belongs to the tunnel its name starts with, C(NAME_v4), C(NAME_v6), C(NAME_net4), C(NAME_net6)).
     type: dict
     default: {}
@@ -101,15 +101,6 @@ _value:
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.splitroute.vpn.plugins.module_utils import _status
-from ansible_collections.splitroute.vpn.plugins.module_utils._status import (  # noqa: F401  (the tests' names)
-    parse_nft_table,
-    parse_routes,
-    parse_rules,
-    parse_wg_dump,
-    render_metrics,
-    report_lines,
-    table_state,
-)
 
 
 def status_report(raw, settings=None):

@@ -31,7 +31,9 @@ TUNNELS = [
 ]
 
 
-def host(tunnels=TUNNELS, settings=SETTINGS):
+def host(tunnels=None, settings=None):
+    tunnels = TUNNELS if tunnels is None else tunnels
+    settings = SETTINGS if settings is None else settings
     return client_host_plan(client_plan(tunnels, settings), client_settings(settings))
 
 

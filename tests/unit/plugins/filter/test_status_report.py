@@ -18,7 +18,8 @@ import pytest
 from ansible.errors import AnsibleFilterError
 from prometheus_text import parse_metrics  # tests/prometheus_text.py
 
-from ansible_collections.splitroute.vpn.plugins.filter.status_report import FilterModule, parse_wg_dump, status_report
+from ansible_collections.splitroute.vpn.plugins.filter.status_report import FilterModule, status_report
+from ansible_collections.splitroute.vpn.plugins.module_utils._status import parse_wg_dump
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "status"
 INPUTS = ("now", "wg", "links", "rules4", "rules6", "routes4", "routes6", "netns", "nft_client", "nft_gateway")

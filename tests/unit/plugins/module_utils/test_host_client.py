@@ -72,17 +72,17 @@ def simulate(max_cache_ttl, max_ttl, answers, timer_jitter, seed):
 def test_no_answer_outlives_its_address_and_a_dropped_one_goes_within_the_bound(seed):
     max_cache_ttl, max_ttl = 5, 5
     rng = random.Random(seed)
-    answers = sorted(rng.uniform(0, 200) for _ in range(30))
+    answers = sorted(rng.uniform(0, 200) for _i in range(30))
     flushes, left, rot = simulate(max_cache_ttl, max_ttl, answers, timer_jitter=1.0, seed=seed)
     gaps = [b[0] - a[0] for a, b in zip(flushes, flushes[1:])]
     assert gaps and min(gaps) >= rot["period"]
-    assert [g for _, g in flushes[:4]] == ["a", "b", "a", "b"]
+    assert [g for _t, g in flushes[:4]] == ["a", "b", "a", "b"]
     # an answer handed out from the front cache up to max-cache-ttl after the back resolver's, then
     # used by the client for max-ttl: the address must stay at least that long after the answer
     for t in answers:
         assert left[t] >= t + 2 * max_cache_ttl + max_ttl, (t, left[t], flushes)
     # ... and no longer than the documented bound after the last answer (the timer on time)
-    _, left_on_time, _ = simulate(max_cache_ttl, max_ttl, answers, timer_jitter=0.0, seed=seed)
+    _flushes, left_on_time, _left_late = simulate(max_cache_ttl, max_ttl, answers, timer_jitter=0.0, seed=seed)
     assert max(left_on_time[t] - t for t in answers) <= rot["removal_bound"]
 
 
@@ -116,11 +116,10 @@ def host_plan(tmp_path, tunnels=("wg0", "wg1")):
         "paths": {"rotate_state": str(tmp_path / "run" / "client-rotate.json")},
         "rotation": _host_client.rotation(5, 5),
         "rules": [
-            {"priority": 1000 + 10 * i, "fwmark": str(i + 1), "table": str(100 + i)} for i, _ in enumerate(tunnels)
+            {"priority": 1000 + 10 * i, "fwmark": str(i + 1), "table": str(100 + i)} for i in range(len(tunnels))
         ],
         "boot_routes": [
-            {"table": str(100 + i), "dest": "default", "type": "blackhole", "metric": 100}
-            for i, _ in enumerate(tunnels)
+            {"table": str(100 + i), "dest": "default", "type": "blackhole", "metric": 100} for i in range(len(tunnels))
         ],
     }
     sets = "".join(
@@ -205,7 +204,7 @@ def test_boot_loads_the_table_and_sets_rules_and_blackholes_before_any_tunnel(in
     program, plans = installed
     plan = host_plan(tmp_path)
     (plans / "client.json").write_text(json.dumps(plan))
-    for _ in range(2):  # and again: nothing added twice
+    for _round in range(2):  # and again: nothing added twice
         proc = run_in(netns, program, plans, "boot")
         assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr

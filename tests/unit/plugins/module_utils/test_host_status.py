@@ -152,7 +152,7 @@ def test_the_dump_loses_its_keys_before_it_is_read():
     dump = "gw\t%s\t%s\t51820\toff\ngw\t%s\t%s\t(none)\t10.0.0.2/32\t0\t0\t0\toff\n" % (PRIVATE, PUBLIC, PUBLIC, PSK)
     redacted = _status.redact_wg_dump(dump)
     assert PRIVATE not in redacted and PSK not in redacted
-    assert redacted.split("\n")[0].split("\t") == ["gw", "(hidden)", PUBLIC, "51820", "off"]
+    assert redacted.split("\n", maxsplit=1)[0].split("\t") == ["gw", "(hidden)", PUBLIC, "51820", "off"]
     assert redacted.split("\n")[1].split("\t")[:3] == ["gw", PUBLIC, "(hidden)"]
     none = "gw\t(none)\t(none)\t0\toff"
     assert _status.redact_wg_dump(none) == none
