@@ -7,6 +7,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := true
 export PYTHONPATH := $(CURDIR)/.cache/collections
 export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf
+export ANSIBLE_CONNECTION_PLUGINS := $(CURDIR)/lab/plugins/connection
 COLL := $(CURDIR)/.cache/collections/ansible_collections/splitroute/vpn
 
 .PHONY: deps test lint sanity pytest molecule demo lab-image lab-up lab-down bench docs clean

@@ -8,6 +8,8 @@ export PATH="$ROOT/.venv/bin:$PATH"
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$ROOT/lab/containers.conf}"
 export ANSIBLE_COLLECTIONS_PATH="${ANSIBLE_COLLECTIONS_PATH:-$ROOT/.cache/collections}"
 export ANSIBLE_FORKS="${ANSIBLE_FORKS:-16}"
+# inventories/lab/hosts.yml connects with lab/plugins/connection/srlab_nsenter.py
+export ANSIBLE_CONNECTION_PLUGINS="${ANSIBLE_CONNECTION_PLUGINS:-$ROOT/lab/plugins/connection}"
 
 # The lab's container and network names are global: one user at a time.
 # srlab_lock takes the machine-wide lab lock (waiting for it) unless a parent

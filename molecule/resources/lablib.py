@@ -1,6 +1,7 @@
 """Fixtures for tests that run against the lab (inventories/lab/hosts.yml).
 
-`lab` gives testinfra hosts by inventory name (podman connection), the exit
+`lab` gives testinfra hosts by inventory name (entered with nsenter, as the lab's
+Ansible connection does: lab/nsenter.py), the exit
 labels, and helpers to ask the echo service and to capture on an interface.
 """
 
@@ -21,12 +22,26 @@ from typing import Any, NamedTuple
 
 import pytest
 import testinfra
+import testinfra.backend.base
+import testinfra.host
 import yaml
 
 INVENTORY = Path(__file__).resolve().parents[2] / "inventories" / "lab" / "hosts.yml"
 sys.path.insert(0, str(INVENTORY.parents[2] / "lab"))
 
 import exits  # noqa: E402  (lab/exits.py: the demo table's exit labels)
+import nsenter  # noqa: E402  (lab/nsenter.py: how commands enter a lab host)
+
+
+class NsenterBackend(testinfra.backend.base.BaseBackend):
+    """Testinfra backend running commands in a lab host with nsenter (lab/nsenter.py)."""
+
+    NAME = "srlab_nsenter"
+
+    def run(self, command: str, *args: str, **kwargs: Any) -> testinfra.backend.base.CommandResult:
+        cmd = self.get_command(command, *args)
+        proc = nsenter.run(self.hostname, ["/bin/sh", "-c", cmd])
+        return self.result(proc.returncode, self.encode(cmd), proc.stdout, proc.stderr)
 
 
 class Lab:
@@ -51,9 +66,9 @@ class Lab:
         return members
 
     def host(self, name: str) -> Any:
-        """Testinfra host for a lab host (podman exec into its container)."""
+        """Testinfra host for a lab host (nsenter into its container)."""
         if name not in self._hosts:
-            self._hosts[name] = testinfra.get_host(f"podman://{self.hostvars[name]['ansible_host']}")
+            self._hosts[name] = testinfra.host.Host(NsenterBackend(self.hostvars[name]["ansible_host"]))
         return self._hosts[name]
 
     def one(self, group: str) -> str:
@@ -93,7 +108,7 @@ class Lab:
         """Capture on a host's interface during the block; fill `packets` with tcpdump lines.
 
         tcpdump runs as a transient systemd unit on the host, so it outlives
-        the podman exec that starts it. ARP and ICMPv6 (neighbour discovery)
+        the command that starts it. ARP and ICMPv6 (neighbour discovery)
         are left out.
         """
         host = self.host(name)
