@@ -77,7 +77,10 @@ def type_problems(spec, raw, where=""):
 
 def _loose(spec):
     """SPEC with every option raw and optional: a module that can start, to report the problems."""
-    return {name: {"type": "raw", "aliases": list(option.get("aliases") or [])} for name, option in spec.items()}
+    return {
+        name: {"type": "raw", "aliases": list(option.get("aliases") or []), "no_log": option.get("no_log", False)}
+        for name, option in spec.items()
+    }
 
 
 def check_types(argument_spec, add_file_common_args=False):

@@ -33,7 +33,7 @@ from ansible.utils.display import Display
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-import nsenter  # noqa: E402  (lab/nsenter.py)
+import nsenter  # lab/nsenter.py
 
 display = Display()
 
@@ -68,14 +68,16 @@ class Connection(ConnectionBase):
         with open(to_bytes(in_path, errors="surrogate_or_strict"), "rb") as handle:
             rc, _out, err = self._run(["/bin/sh", "-c", 'cat > "$1"', "sh", out_path], in_data=handle.read())
         if rc != 0:
-            raise AnsibleError("could not write %s in %s: %s" % (out_path, self.get_option("remote_addr"), to_text(err)))
+            where = (out_path, self.get_option("remote_addr"), to_text(err))
+            raise AnsibleError("could not write %s in %s: %s" % where)
 
     def fetch_file(self, in_path, out_path):
         super().fetch_file(in_path, out_path)
         with open(to_bytes(out_path, errors="surrogate_or_strict"), "wb") as handle:
             rc, _out, err = self._run(["cat", in_path], stdout=handle)
         if rc != 0:
-            raise AnsibleError("could not read %s in %s: %s" % (in_path, self.get_option("remote_addr"), to_text(err)))
+            where = (in_path, self.get_option("remote_addr"), to_text(err))
+            raise AnsibleError("could not read %s in %s: %s" % where)
 
     def close(self):
         super().close()
