@@ -148,13 +148,28 @@ def _sysctl(key, value, log):
     log("splitroute boot: sysctl %s=%s" % (key, want))
 
 
-def _run(argv):
+def _check(what, run):
+    """RUN() (a subprocess.run of nft) succeeded, or a HostError naming WHAT and nft's message."""
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        proc = run()
     except OSError as exc:
-        raise _host.HostError("%s: %s" % (" ".join(argv), exc)) from exc
+        raise _host.HostError("%s: %s" % (what, exc)) from exc
     if proc.returncode != 0:
-        raise _host.HostError("%s: %s" % (" ".join(argv), proc.stderr.strip() or "exit status %d" % proc.returncode))
+        raise _host.HostError("%s: %s" % (what, proc.stderr.strip() or "exit status %d" % proc.returncode))
+
+
+def _nft_file(path):
+    _check("nft -f %s" % path, lambda: subprocess.run(["nft", "-f", path], capture_output=True, text=True, check=False))
+
+
+def _nft_file_in(netns, path):
+    """nft -f PATH inside NETNS: the file replaces the namespace's table in one transaction."""
+    _check(
+        "ip netns exec %s nft -f %s" % (netns, path),
+        lambda: subprocess.run(
+            ["ip", "netns", "exec", netns, "nft", "-f", path], capture_output=True, text=True, check=False
+        ),
+    )
 
 
 def _netns_params(ns):
@@ -184,13 +199,12 @@ def boot(plan, args, log):
 
     for key, value in sorted(plan["sysctls"].items()):
         _sysctl(key, value, log)
-    _run(["nft", "-f", plan["nft_file"]])
+    _nft_file(plan["nft_file"])
     for ns in plan["namespaces"]:
         result = NetnsVeth(_Module(_netns_params(ns), log)).run()
         for op in result["operations"]:
             log("splitroute boot: %s" % op)
-        # the file replaces the namespace's table in one transaction
-        _run(["ip", "netns", "exec", ns["name"], "nft", "-f", ns["nft_file"]])
+        _nft_file_in(ns["name"], ns["nft_file"])
     params = {
         "rules": plan["rules"],
         "routes": plan["routes"],

@@ -16,11 +16,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from host_program import ENV, PYTHON, install, run  # tests/host_program.py
+from host_program import ENV, install, run  # tests/host_program.py
 
 from ansible_collections.splitroute.vpn.plugins.filter.gateway_plan import gateway_plan, gateway_plan_file
 from ansible_collections.splitroute.vpn.plugins.module_utils import _names
 
+PYTHON = "/usr/bin/python3"  # the host's (host_program.PYTHON)
 KEY1 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 SETTINGS = {"address": "10.4.0.1/24", "address6": "fd10:4::1/64", "table_base": 200, "priority_base": 2000,
             "local_networks": ["172.31.0.0/16"]}  # fmt: skip
