@@ -37,7 +37,9 @@ description:
     same exit as their IPv4 address); each provider gets a /126 of C(veth_network6).
   - The same file provides C(gateway_plan_file) (the plan with C(role), C(version), the names and paths, and the
     rule, route, scope, namespace and unit lists computed once, as the role renders it to
-    C(/etc/splitroute/gateway.json) and its tasks and the host program C(splitroute) read it), C(gateway_secrets) (the
+    C(/etc/splitroute/gateway.json) and its tasks and the host program C(splitroute) read it), C(gateway_prune)
+    (what a provider removed from inventory left on the host - units, namespace, veth, table, files - from the
+    host's previous plan and the files found), C(gateway_secrets) (the
     peers' preshared keys by name, for C(no_log) tasks only),
     C(gateway_genkey) (a new WireGuard private key, base64) and C(gateway_pubkey) (the public
     key of a private key), which the role uses for unmanaged peers on the controller.
@@ -85,6 +87,7 @@ _value:
 
 import base64
 import ipaddress
+import json
 import re
 import secrets
 
@@ -98,7 +101,7 @@ except ImportError:
 
 from ansible_collections.splitroute.vpn.plugins.module_utils import _names
 from ansible_collections.splitroute.vpn.plugins.module_utils._host import PLAN_VERSION
-from ansible_collections.splitroute.vpn.plugins.module_utils._host_gateway import host_lists
+from ansible_collections.splitroute.vpn.plugins.module_utils._host_gateway import host_lists, prune
 from ansible_collections.splitroute.vpn.plugins.module_utils._validate import (
     check_ifname,
     check_priorities,
@@ -725,6 +728,26 @@ def gateway_plan_file(plan, nft_table=None):
     return dict(plan, role="gateway", version=PLAN_VERSION, **host_lists(plan))
 
 
+def _old_plan(value):
+    """The previous plan from the host (its slurped JSON text, a dict or nothing)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) and value.get("role") == "gateway" else None
+
+
+def gateway_prune(old, new, files=None):
+    """What to remove from the host (see _host_gateway.prune): OLD, the host's previous plan (its JSON
+    text, or nothing); NEW, the plan being applied; FILES, the paths of the role's namespace tables
+    (netns-NAME.nft) and OpenVPN profiles (openvpn/NAME.conf) found on the host."""
+    if not isinstance(new, dict):
+        raise AnsibleFilterError("gateway_prune expects the plan gateway_plan_file made, not %s" % type(new).__name__)
+    files = [f for f in files or [] if isinstance(f, str)]
+    return prune(_old_plan(old), new, {"files": files})
+
+
 def gateway_secrets(peers):
     """The peers' preshared keys by name, for the no_log tasks that write them (wg.conf and the
     unmanaged peers' client configurations); the plan only says whether a peer has one.
@@ -767,6 +790,7 @@ class FilterModule:
         return {
             "gateway_plan": gateway_plan,
             "gateway_plan_file": gateway_plan_file,
+            "gateway_prune": gateway_prune,
             "gateway_secrets": gateway_secrets,
             "gateway_genkey": gateway_genkey,
             "gateway_pubkey": gateway_pubkey,

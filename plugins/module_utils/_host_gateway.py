@@ -220,3 +220,52 @@ def boot(plan, args, log):
 
 
 COMMANDS = {"boot": boot}
+
+
+# ---------------------------------------------------------------- pruning (pure)
+
+
+def _providers(plan):
+    return {
+        p["name"]: p
+        for p in (plan or {}).get("providers", [])
+        if isinstance(p, dict) and isinstance(p.get("name"), str)
+    }
+
+
+def prune(old, new, found=None):
+    """What the gateway role removes from the host: the pieces of providers that OLD (the host's
+    previous plan, or None) or FOUND ("files": the role's namespace tables and OpenVPN profiles
+    found on the host, see _names.provider_of_file) have and NEW (the plan being applied, or
+    None when the gateway is removed) does not. Returns providers, units (to stop and disable),
+    namespaces (netns_veth arguments for state absent), tables (whose routes and rules go) and
+    files; each sorted, nothing of NEW in them."""
+    found = found or {}
+    old_p, new_p = _providers(old), _providers(new)
+    from_files = {_names.provider_of_file(f) for f in found.get("files", [])} - {None}
+    gone = sorted((set(old_p) | from_files) - set(new_p))
+    units, namespaces, files = [], [], []
+    for name in gone:
+        # the resolver first, then the tunnel it asks through
+        units += [_names.provider_dns_unit(name), _names.openvpn_unit(name)]
+        prov = old_p.get(name, {})
+        namespaces.append(
+            {
+                "provider": name,
+                "name": prov.get("netns", _names.provider_netns(name)),
+                "veth": {
+                    "host_name": prov.get("host_veth", _names.provider_host_veth(name)),
+                    "ns_name": prov.get("ns_veth", _names.PROVIDER_NS_VETH),
+                },
+            }
+        )
+        files += _names.provider_files(name)
+    keep_tables = {str(p.get("table")) for p in new_p.values()}
+    tables = {str(p.get("table")) for p in old_p.values() if str(p.get("table")).isdigit()} - keep_tables
+    return {
+        "providers": gone,
+        "units": units,
+        "namespaces": namespaces,
+        "tables": sorted(tables, key=int),
+        "files": sorted(files),
+    }

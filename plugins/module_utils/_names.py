@@ -176,13 +176,29 @@ def provider_netns_nft_file(provider):
     return "%s/netns-%s.nft" % (GATEWAY_ETC, provider)
 
 
+def provider_profile(provider):
+    """The provider's OpenVPN profile (its credentials next to it, .auth)."""
+    return "%s/openvpn/%s.conf" % (GATEWAY_ETC, provider)
+
+
 def provider_files(provider):
-    """The provider's files: its namespace's nftables table, OpenVPN profile and credentials,
-    resolver configuration, and the namespace's resolv.conf directory."""
+    """The provider's files: its namespace's nftables table, OpenVPN profile and credentials and
+    resolver configuration (the namespace's resolv.conf goes with the namespace, netns_veth)."""
     return [
         provider_netns_nft_file(provider),
-        "%s/openvpn/%s.conf" % (GATEWAY_ETC, provider),
+        provider_profile(provider),
         "%s/openvpn/%s.auth" % (GATEWAY_ETC, provider),
         "%s/dnsmasq-%s.conf" % (GATEWAY_ETC, provider),
-        "/etc/netns/%s" % provider_netns(provider),
     ]
+
+
+_PROVIDER_FILE = re.compile(
+    r"^(?:.*/)?(?:netns-(?P<nft>[a-z][a-z0-9]{0,9})\.nft|openvpn/(?P<conf>[a-z][a-z0-9]{0,9})\.conf)\Z"
+)
+
+
+def provider_of_file(path):
+    """The provider whose namespace table (DIR/netns-NAME.nft) or OpenVPN profile
+    (DIR/openvpn/NAME.conf) PATH is, or None (NAME: a provider name as gateway_plan allows it)."""
+    match = _PROVIDER_FILE.match(path) if isinstance(path, str) else None
+    return (match.group("nft") or match.group("conf")) if match else None
