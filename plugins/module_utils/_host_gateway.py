@@ -189,6 +189,9 @@ def _netns_params(ns):
     }
 
 
+BOOT_KEYS = ("sysctls", "nft_file", "namespaces", "rules", "routes")
+
+
 def boot(plan, args, log):
     from ansible_collections.splitroute.vpn.plugins.module_utils._netns_veth import (  # noqa: PLC0415 (only boot needs pyroute2)
         NetnsVeth,
@@ -197,6 +200,10 @@ def boot(plan, args, log):
         PolicyRouting,
     )
 
+    missing = [key for key in BOOT_KEYS if key not in plan]
+    if missing:
+        # a plan written by a release before the host program's boot
+        raise _host.HostError("the plan has no %s: run the role again" % ", ".join(missing))
     for key, value in sorted(plan["sysctls"].items()):
         _sysctl(key, value, log)
     _nft_file(plan["nft_file"])

@@ -211,6 +211,18 @@ def test_boot_with_a_broken_namespace_table_names_the_file(installed, tmp_path, 
     assert "Traceback" not in proc.stderr
 
 
+def test_boot_of_a_plan_from_an_earlier_release_asks_for_a_run_of_the_role(installed, tmp_path, netns, providers):
+    program, plans = installed
+    plan = host_plan(tmp_path, providers)
+    for key in ("namespaces", "sysctls"):
+        del plan[key]
+    (plans / "gateway.json").write_text(json.dumps(plan))
+    proc = boot(netns, program, plans)
+    assert proc.returncode == 1
+    assert "the plan has no sysctls, namespaces: run the role again" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 # ---------------------------------------------------------------- --role
 
 
