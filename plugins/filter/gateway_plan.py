@@ -35,8 +35,11 @@ description:
     addresses, the ranges that leave through it and its resolver (port and upstreams).
   - IPv6 is optional - with C(address6) set, classes may carry C(range6) and peers C(address6) (in a class with the
     same exit as their IPv4 address); each provider gets a /126 of C(veth_network6).
-  - The same file provides C(gateway_plan_file) (the plan with C(role), C(version) and C(nft_table), as the role
-    renders it to C(/etc/splitroute/gateway.json) for the host program C(splitroute)), C(gateway_secrets) (the
+  - The same file provides C(gateway_plan_file) (the plan with C(role), C(version), the names and paths, and the
+    rule, route, scope, namespace and unit lists computed once, as the role renders it to
+    C(/etc/splitroute/gateway.json) and its tasks and the host program C(splitroute) read it), C(gateway_prune)
+    (what a provider removed from inventory left on the host - units, namespace, veth, table, files - from the
+    host's previous plan and the files found), C(gateway_secrets) (the
     peers' preshared keys by name, for C(no_log) tasks only),
     C(gateway_genkey) (a new WireGuard private key, base64) and C(gateway_pubkey) (the public
     key of a private key), which the role uses for unmanaged peers on the controller.
@@ -84,6 +87,7 @@ _value:
 
 import base64
 import ipaddress
+import json
 import re
 import secrets
 
@@ -95,7 +99,9 @@ try:  # ansible-core requires cryptography; gateway_pubkey says so clearly if it
 except ImportError:
     X25519PrivateKey = None
 
+from ansible_collections.splitroute.vpn.plugins.module_utils import _names
 from ansible_collections.splitroute.vpn.plugins.module_utils._host import PLAN_VERSION
+from ansible_collections.splitroute.vpn.plugins.module_utils._host_gateway import host_lists, prune
 from ansible_collections.splitroute.vpn.plugins.module_utils._validate import (
     check_ifname,
     check_priorities,
@@ -661,9 +667,9 @@ def gateway_plan(peers, classes, providers, settings):
             {
                 "table": role["table_base"] + index,
                 "priority": role["priority_base"] + 100 + index,
-                "host_veth": "srgw-%s" % p["name"],
-                "ns_veth": "srgw0",
-                "netns": "srgw-%s" % p["name"],
+                "host_veth": _names.provider_host_veth(p["name"]),
+                "ns_veth": _names.PROVIDER_NS_VETH,
+                "netns": _names.provider_netns(p["name"]),
                 "veth_network": str(slot),
                 "host_address": str(host),
                 "ns_address": str(ns),
@@ -708,12 +714,38 @@ def gateway_plan(peers, classes, providers, settings):
     }
 
 
-def gateway_plan_file(plan, nft_table):
+def gateway_plan_file(plan, nft_table=None):
     """The plan as the role renders it to /etc/splitroute/gateway.json for the host program: the plan
-    itself (it holds no secret) with the role, the plan format's version and the nft table's name."""
-    if not isinstance(plan, dict):
+    itself (it holds no secret) with the role, the plan format's version, the names and paths
+    (_names) and every list the role's tasks, its templates and the host program take from it
+    (rules, routes, scope, sysctls, namespaces, units: _host_gateway.host_lists), computed once."""
+    if not isinstance(plan, dict) or not isinstance(plan.get("providers"), list):
         raise AnsibleFilterError("gateway_plan_file expects the plan gateway_plan made, not %s" % type(plan).__name__)
-    return dict(plan, role="gateway", version=PLAN_VERSION, nft_table=nft_table)
+    if nft_table not in (None, _names.GATEWAY_NFT_TABLE):
+        raise AnsibleFilterError(
+            "gateway_plan_file: the nftables table is %s (_names), not %r" % (_names.GATEWAY_NFT_TABLE, nft_table)
+        )
+    return dict(plan, role="gateway", version=PLAN_VERSION, **host_lists(plan))
+
+
+def _old_plan(value):
+    """The previous plan from the host (its slurped JSON text, a dict or nothing)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) and value.get("role") == "gateway" else None
+
+
+def gateway_prune(old, new, files=None):
+    """What to remove from the host (see _host_gateway.prune): OLD, the host's previous plan (its JSON
+    text, or nothing); NEW, the plan being applied; FILES, the paths of the role's namespace tables
+    (netns-NAME.nft) and OpenVPN profiles (openvpn/NAME.conf) found on the host."""
+    if not isinstance(new, dict):
+        raise AnsibleFilterError("gateway_prune expects the plan gateway_plan_file made, not %s" % type(new).__name__)
+    files = [f for f in files or [] if isinstance(f, str)]
+    return prune(_old_plan(old), new, {"files": files})
 
 
 def gateway_secrets(peers):
@@ -758,6 +790,7 @@ class FilterModule:
         return {
             "gateway_plan": gateway_plan,
             "gateway_plan_file": gateway_plan_file,
+            "gateway_prune": gateway_prune,
             "gateway_secrets": gateway_secrets,
             "gateway_genkey": gateway_genkey,
             "gateway_pubkey": gateway_pubkey,

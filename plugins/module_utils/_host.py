@@ -13,7 +13,10 @@ ansible: the hosts have only Python 3 and the modules' libraries (pyroute2, nfta
 Each role's part lives in _host_ROLE.py and exports COMMANDS, a dict of subcommand name
 -> function(plan, args, log) returning an exit status (0 ok). `splitroute NAME` runs the
 function of every role whose plan file exists, in ROLES order, and fails (status 1) if
-any of them failed; a role without a plan file is skipped. `splitroute plans` lists them.
+any of them failed; a role without a plan file is skipped. `splitroute --role ROLE NAME` runs
+only ROLE's function (what a role's systemd unit runs: a host with both roles must not run the
+client's boot from the gateway's unit), and fails (status 2) when ROLE has no plan on this
+host or no command NAME. `splitroute plans` lists the plans.
 
 Host-wide commands (`status`, `metrics`) live in _host_status.py: COMMANDS name -> (setup(parser),
 fn(plans, args, log)), plans being role -> plan or None. Each runs once, with every plan, whether
@@ -114,6 +117,9 @@ def host_commands():
 def main(argv=None, log=_log):
     parser = argparse.ArgumentParser(prog="splitroute", description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--plan-dir", default=None, help="where the plans are (default %s)" % PLAN_DIR)
+    parser.add_argument(
+        "--role", choices=ROLES, default=None, help="run the command of this role only (it must have a plan)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("plans", help="list the plans on this host")
     host_wide = host_commands()
@@ -132,10 +138,23 @@ def main(argv=None, log=_log):
     args = parser.parse_args(argv)
 
     try:
-        plans = {role: load_plan(role, args.plan_dir) for role in ROLES}
+        # with --role, another role's plan (even a broken one) is not read
+        plans = {role: load_plan(role, args.plan_dir) if args.role in (None, role) else None for role in ROLES}
     except HostError as exc:
         log("splitroute: %s" % exc)
         return 2
+    if args.role is not None:
+        if args.command == "plans" or args.command in host_wide:
+            log("splitroute: --role applies to a role's commands, not to %s" % args.command)
+            return 2
+        if args.command not in role_commands(args.role):
+            log("splitroute: role %s has no command %s" % (args.role, args.command))
+            return 2
+        if plans[args.role] is None:
+            path = plan_path(args.role, args.plan_dir)
+            log("splitroute %s: role %s has no plan on this host (%s)" % (args.command, args.role, path))
+            return 2
+
     if args.command == "plans":
         for role in ROLES:
             sys.stdout.write("%s %s\n" % (role, plan_path(role, args.plan_dir) if plans[role] else "-"))
@@ -149,7 +168,7 @@ def main(argv=None, log=_log):
             return 1
 
     status = 0
-    for role in ROLES:
+    for role in (args.role,) if args.role else ROLES:
         fn = role_commands(role).get(args.command)
         if fn is None or plans[role] is None:
             continue

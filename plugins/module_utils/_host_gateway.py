@@ -1,8 +1,278 @@
 # Copyright (c) splitroute.vpn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # This module_utils is PRIVATE to splitroute.vpn; breaking changes can occur any time.
-"""The gateway role's part of the host program (see _host.py): COMMANDS name -> fn(plan, args, log)."""
+"""The gateway role's part of the host program (see _host.py): COMMANDS name -> fn(plan, args, log).
+
+`splitroute --role gateway boot` (splitroute-gateway.service, before WireGuard and the OpenVPN
+clients): turns on forwarding, loads the gateway's nftables table, makes each provider's
+namespace and veth pair with its addresses, routes and sysctls (the role's netns_veth code),
+loads the namespace's nftables table inside it, then sets the rules and each provider's table
+(its default route into the namespace and a blackhole behind it, the role's policy_rule code).
+Every step reads the plan and changes only what differs: a second boot changes nothing.
+
+The pure parts (host_lists, prune) are imported by the gateway_plan filter too: the rule, route,
+unit and namespace lists are computed once, into the plan the role renders to
+/etc/splitroute/gateway.json, and the role's tasks, its templates and this program read them
+from there. Nothing here imports ansible; pyroute2 only when `boot` runs.
+"""
 
 from __future__ import annotations
 
-COMMANDS = {}
+import os
+import subprocess
+
+from ansible_collections.splitroute.vpn.plugins.module_utils import _host, _names
+
+# ---------------------------------------------------------------- the plan's lists (pure)
+
+
+def _rules(plan):
+    """Exclusions first (the peer subnet to itself, then to each local network, via main), then
+    each provider's classes and its resolver's queries (sent from the host end of its veth)."""
+    base = plan["priority_base"]
+    out = [{"priority": base, "from": plan["subnet"], "to": plan["subnet"], "table": "main"}]
+    if plan.get("subnet6"):
+        out.append({"priority": base, "from": plan["subnet6"], "to": plan["subnet6"], "table": "main"})
+    for index, net in enumerate(plan["local_networks"]):
+        out.append({"priority": base + 1 + index, "from": plan["subnet"], "to": net, "table": "main"})
+    for prov in plan["providers"]:
+        for source in list(prov["ranges"]) + list(prov.get("ranges6", [])) + [prov["host_address"]]:
+            out.append({"priority": prov["priority"], "from": source, "table": str(prov["table"])})
+    return out
+
+
+def _routes(plan):
+    """Each provider's table: its default route into the namespace and a blackhole behind it."""
+    out = []
+    for prov in plan["providers"]:
+        table = str(prov["table"])
+        for family, via in (("4", prov["ns_address"]), ("6", prov.get("ns_address6"))):
+            if via is None:
+                continue
+            out.append(
+                {"table": table, "dest": "default", "via": via, "dev": prov["host_veth"],
+                 "metric": _names.PROVIDER_ROUTE_METRIC}
+            )  # fmt: skip
+            out.append(
+                {"table": table, "dest": "default", "type": "blackhole", "family": family,
+                 "metric": _names.BLACKHOLE_METRIC}
+            )  # fmt: skip
+    return out
+
+
+def _namespace(plan, prov):
+    """The netns_veth arguments of PROV's namespace (boot and the role's task, without resolv_conf)."""
+    v6 = prov.get("host_address6") is not None
+    host = ["%s/%d" % (prov["host_address"], _names.VETH_PREFIX4)]
+    ns = ["%s/%d" % (prov["ns_address"], _names.VETH_PREFIX4)]
+    routes = [
+        {"dest": "%s/32" % prov["server"], "via": prov["host_address"]},
+        {"dest": plan["subnet"], "via": prov["host_address"]},
+    ]
+    sysctls = {"net.ipv4.ip_forward": 1}
+    if v6:
+        host.append("%s/%d" % (prov["host_address6"], _names.VETH_PREFIX6))
+        ns.append("%s/%d" % (prov["ns_address6"], _names.VETH_PREFIX6))
+        routes.append({"dest": plan["subnet6"], "via": prov["host_address6"]})
+        sysctls["net.ipv6.conf.all.forwarding"] = 1
+    return {
+        "provider": prov["name"],
+        "name": prov["netns"],
+        "veth": {"host_name": prov["host_veth"], "ns_name": prov["ns_veth"], "host_addresses": host,
+                 "ns_addresses": ns},
+        "routes": routes,
+        "sysctls": sysctls,
+        "nft_file": _names.provider_netns_nft_file(prov["name"]),
+    }  # fmt: skip
+
+
+def host_lists(plan):
+    """What the role's tasks, its templates and `splitroute boot` take from the plan, computed once:
+    rules, routes, scope, host sysctls, namespaces, units and paths."""
+    names = [p["name"] for p in plan["providers"]]
+    providers = [_names.openvpn_unit(n) for n in names] + [_names.provider_dns_unit(n) for n in names]
+    wireguard = _names.wg_unit(plan["interface"])
+    sysctls = {"net.ipv4.ip_forward": 1}
+    if plan.get("subnet6"):
+        sysctls["net.ipv6.conf.all.forwarding"] = 1
+    return {
+        "nft_table": _names.GATEWAY_NFT_TABLE,
+        "nft_file": _names.GATEWAY_NFT_FILE,
+        "paths": {
+            "etc": _names.GATEWAY_ETC,
+            "plan": _names.GATEWAY_PLAN,
+            "sysctl_file": _names.GATEWAY_SYSCTL_FILE,
+            "state_dir": _names.GATEWAY_STATE_DIR,
+            "legacy_boot_script": _names.GATEWAY_LEGACY_BOOT_SCRIPT,
+        },
+        "rules": _rules(plan),
+        "routes": _routes(plan),
+        "scope": {"priorities": plan["priorities"], "tables": [str(p["table"]) for p in plan["providers"]]},
+        "sysctls": sysctls,
+        "namespaces": [_namespace(plan, p) for p in plan["providers"]],
+        "units": {
+            "files": list(_names.GATEWAY_UNIT_FILES),
+            "providers": providers,
+            # enabled and started in this order (boot order)
+            "start": [_names.GATEWAY_UNIT] + providers + [_names.GATEWAY_DNS_UNIT, wireguard],
+            # stopped and disabled on removal, in the reverse of the boot order
+            "stop": [wireguard, _names.GATEWAY_DNS_UNIT] + providers[::-1] + [_names.GATEWAY_UNIT],
+        },
+    }
+
+
+# ---------------------------------------------------------------- boot (the host, real kernel)
+
+
+class _Module(_host.Backend):
+    """What _policy_rule.PolicyRouting and _netns_veth.NetnsVeth ask of a module, beyond Backend."""
+
+    _diff = False
+
+
+SYSCTL_ROOT = "/proc/sys"
+
+
+def _sysctl(key, value, log):
+    """KEY (net.ipv4.ip_forward) to VALUE in this thread's network namespace, if it differs."""
+    path = os.path.join(SYSCTL_ROOT, *key.split("."))
+    want = str(value)
+    try:
+        with open(path, encoding="ascii") as fh:
+            if fh.read().strip() == want:
+                return
+        with open(path, "w", encoding="ascii") as fh:
+            fh.write(want + "\n")
+    except OSError as exc:
+        raise _host.HostError("sysctl %s=%s: %s" % (key, want, exc.strerror or exc)) from exc
+    log("splitroute boot: sysctl %s=%s" % (key, want))
+
+
+def _check(what, run):
+    """RUN() (a subprocess.run of nft) succeeded, or a HostError naming WHAT and nft's message."""
+    try:
+        proc = run()
+    except OSError as exc:
+        raise _host.HostError("%s: %s" % (what, exc)) from exc
+    if proc.returncode != 0:
+        raise _host.HostError("%s: %s" % (what, proc.stderr.strip() or "exit status %d" % proc.returncode))
+
+
+def _nft_file(path):
+    _check("nft -f %s" % path, lambda: subprocess.run(["nft", "-f", path], capture_output=True, text=True, check=False))
+
+
+def _nft_file_in(netns, path):
+    """nft -f PATH inside NETNS: the file replaces the namespace's table in one transaction."""
+    _check(
+        "ip netns exec %s nft -f %s" % (netns, path),
+        lambda: subprocess.run(
+            ["ip", "netns", "exec", netns, "nft", "-f", path], capture_output=True, text=True, check=False
+        ),
+    )
+
+
+def _netns_params(ns):
+    veth = dict(ns["veth"], mtu=None)
+    routes = [{"dest": r["dest"], "via": r.get("via"), "dev": r.get("dev"), "metric": r.get("metric")}
+              for r in ns["routes"]]  # fmt: skip
+    return {
+        "name": ns["name"],
+        "state": "present",
+        "peer_netns": None,
+        "veth": veth,
+        "purge_addresses": True,
+        "routes": routes,
+        "host_routes": None,
+        "sysctls": ns["sysctls"],
+        "resolv_conf": None,  # the role writes it (/etc/netns/NAME persists)
+    }
+
+
+BOOT_KEYS = ("sysctls", "nft_file", "namespaces", "rules", "routes")
+
+
+def boot(plan, args, log):
+    from ansible_collections.splitroute.vpn.plugins.module_utils._netns_veth import (  # noqa: PLC0415 (only boot needs pyroute2)
+        NetnsVeth,
+    )
+    from ansible_collections.splitroute.vpn.plugins.module_utils._policy_rule import (  # noqa: PLC0415
+        PolicyRouting,
+    )
+
+    missing = [key for key in BOOT_KEYS if key not in plan]
+    if missing:
+        # a plan written by a release before the host program's boot
+        raise _host.HostError("the plan has no %s: run the role again" % ", ".join(missing))
+    for key, value in sorted(plan["sysctls"].items()):
+        _sysctl(key, value, log)
+    _nft_file(plan["nft_file"])
+    for ns in plan["namespaces"]:
+        result = NetnsVeth(_Module(_netns_params(ns), log)).run()
+        for op in result["operations"]:
+            log("splitroute boot: %s" % op)
+        _nft_file_in(ns["name"], ns["nft_file"])
+    params = {
+        "rules": plan["rules"],
+        "routes": plan["routes"],
+        "scope": None,
+        "table_names": None,
+        "state": "merged",
+        "netns": None,
+    }
+    result = PolicyRouting(_Module(params, log)).run()
+    for command in result["commands"]:
+        log("splitroute boot: %s" % command)
+    return 0
+
+
+COMMANDS = {"boot": boot}
+
+
+# ---------------------------------------------------------------- pruning (pure)
+
+
+def _providers(plan):
+    return {
+        p["name"]: p
+        for p in (plan or {}).get("providers", [])
+        if isinstance(p, dict) and isinstance(p.get("name"), str)
+    }
+
+
+def prune(old, new, found=None):
+    """What the gateway role removes from the host: the pieces of providers that OLD (the host's
+    previous plan, or None) or FOUND ("files": the role's namespace tables and OpenVPN profiles
+    found on the host, see _names.provider_of_file) have and NEW (the plan being applied, or
+    None when the gateway is removed) does not. Returns providers, units (to stop and disable),
+    namespaces (netns_veth arguments for state absent), tables (whose routes and rules go) and
+    files; each sorted, nothing of NEW in them."""
+    found = found or {}
+    old_p, new_p = _providers(old), _providers(new)
+    from_files = {_names.provider_of_file(f) for f in found.get("files", [])} - {None}
+    gone = sorted((set(old_p) | from_files) - set(new_p))
+    units, namespaces, files = [], [], []
+    for name in gone:
+        # the resolver first, then the tunnel it asks through
+        units += [_names.provider_dns_unit(name), _names.openvpn_unit(name)]
+        prov = old_p.get(name, {})
+        namespaces.append(
+            {
+                "provider": name,
+                "name": prov.get("netns", _names.provider_netns(name)),
+                "veth": {
+                    "host_name": prov.get("host_veth", _names.provider_host_veth(name)),
+                    "ns_name": prov.get("ns_veth", _names.PROVIDER_NS_VETH),
+                },
+            }
+        )
+        files += _names.provider_files(name)
+    keep_tables = {str(p.get("table")) for p in new_p.values()}
+    tables = {str(p.get("table")) for p in old_p.values() if str(p.get("table")).isdigit()} - keep_tables
+    return {
+        "providers": gone,
+        "units": units,
+        "namespaces": namespaces,
+        "tables": sorted(tables, key=int),
+        "files": sorted(files),
+    }

@@ -125,3 +125,80 @@ def tunnel_numbers(index, table_base, priority_base, back_port):
         "priority": plus(priority_base, PRIORITY_STEP),
         "back_port": plus(back_port, 1),
     }
+
+
+# ---------------------------------------------------------------- gateway
+GATEWAY_PLAN = ETC + "/gateway.json"  # _host.plan_path("gateway")
+GATEWAY_ETC = "/etc/splitroute-gateway"
+GATEWAY_NFT_TABLE = "splitroute_gateway"  # table inet splitroute_gateway, and table ip in each namespace
+GATEWAY_NFT_FILE = GATEWAY_ETC + "/gateway.nft"
+GATEWAY_SYSCTL_FILE = "/etc/sysctl.d/60-splitroute-gateway.conf"
+GATEWAY_STATE_DIR = "/var/lib/splitroute-gateway"
+# the boot shell script of releases before the host program (removed when found)
+GATEWAY_LEGACY_BOOT_SCRIPT = "/usr/local/sbin/splitroute-gateway-boot"
+
+GATEWAY_UNIT = "splitroute-gateway.service"
+GATEWAY_DNS_UNIT = "splitroute-gateway-dns.service"
+OPENVPN_TEMPLATE_UNIT = "splitroute-gateway-openvpn@.service"
+PROVIDER_DNS_TEMPLATE_UNIT = "splitroute-gateway-dns@.service"
+# the unit files the gateway role installs (templates of the same name + .j2)
+GATEWAY_UNIT_FILES = (GATEWAY_UNIT, OPENVPN_TEMPLATE_UNIT, GATEWAY_DNS_UNIT, PROVIDER_DNS_TEMPLATE_UNIT)
+
+# a provider's veth pair: srgw-NAME on the host, srgw0 in its namespace srgw-NAME
+PROVIDER_PREFIX = "srgw-"
+PROVIDER_NS_VETH = "srgw0"
+# the veth pair's prefix lengths (one /30, one /126 of the veth networks per provider)
+VETH_PREFIX4 = 30
+VETH_PREFIX6 = 126
+# a provider table's route into the namespace, and the blackhole behind it (fail-closed)
+PROVIDER_ROUTE_METRIC = 10
+BLACKHOLE_METRIC = 100
+
+
+def provider_netns(provider):
+    return PROVIDER_PREFIX + provider
+
+
+def provider_host_veth(provider):
+    return PROVIDER_PREFIX + provider
+
+
+def openvpn_unit(provider):
+    return "splitroute-gateway-openvpn@%s.service" % provider
+
+
+def provider_dns_unit(provider):
+    return "splitroute-gateway-dns@%s.service" % provider
+
+
+def provider_netns_nft_file(provider):
+    """The nftables table file loaded inside the provider's namespace."""
+    return "%s/netns-%s.nft" % (GATEWAY_ETC, provider)
+
+
+def provider_profile(provider):
+    """The provider's OpenVPN profile (its credentials next to it, .auth)."""
+    return "%s/openvpn/%s.conf" % (GATEWAY_ETC, provider)
+
+
+def provider_files(provider):
+    """The provider's files: its namespace's nftables table, OpenVPN profile and credentials and
+    resolver configuration (the namespace's resolv.conf goes with the namespace, netns_veth)."""
+    return [
+        provider_netns_nft_file(provider),
+        provider_profile(provider),
+        "%s/openvpn/%s.auth" % (GATEWAY_ETC, provider),
+        "%s/dnsmasq-%s.conf" % (GATEWAY_ETC, provider),
+    ]
+
+
+_PROVIDER_FILE = re.compile(
+    r"^(?:.*/)?(?:netns-(?P<nft>[a-z][a-z0-9]{0,9})\.nft|openvpn/(?P<conf>[a-z][a-z0-9]{0,9})\.conf)\Z"
+)
+
+
+def provider_of_file(path):
+    """The provider whose namespace table (DIR/netns-NAME.nft) or OpenVPN profile
+    (DIR/openvpn/NAME.conf) PATH is, or None (NAME: a provider name as gateway_plan allows it)."""
+    match = _PROVIDER_FILE.match(path) if isinstance(path, str) else None
+    return (match.group("nft") or match.group("conf")) if match else None

@@ -271,6 +271,7 @@ def test_the_filters_are_exported():
     assert set(FilterModule().filters()) == {
         "gateway_plan",
         "gateway_plan_file",
+        "gateway_prune",
         "gateway_secrets",
         "gateway_genkey",
         "gateway_pubkey",
