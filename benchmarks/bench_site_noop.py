@@ -25,12 +25,12 @@ RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 HOSTS = "gateways:clients"
 TARGET = 15.0
 
-FACTS = """
+FACTS = f"""
 - name: Facts only, the baseline
-  hosts: %s
+  hosts: {HOSTS}
   gather_facts: true
   tasks: []
-""" % HOSTS
+"""
 
 
 def env():

@@ -73,7 +73,7 @@ UNRESOLVED = {
     ("lab/nsenter.py", "argv"):
         None,  # a command in a lab host (nsenter enters its container)
     ("tests/unit/plugins/filter/test_gateway_templates.py", '[arg % path if "%s" in arg else arg for arg in program]'):
-        ("nft", "dnsmasq", "sh"),  # the validators of the rendered templates, from its parametrize list
+        ("nft", "dnsmasq"),  # the validators of the rendered templates, from its parametrize list
 }  # fmt: skip
 # Jinja expressions that stand for a command in a task.
 JINJA_COMMANDS = {"ansible_playbook_python": "python"}

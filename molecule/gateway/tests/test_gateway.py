@@ -326,20 +326,78 @@ def test_no_private_key_in_the_play_output_unless_asked():
     assert "\u2588" in json.dumps(out, ensure_ascii=False)  # the QR code, in block characters
 
 
-def test_local_networks_bypass_the_provider(lab, exits):
-    """A local network is reached through main by every class; dropping it removes its rule."""
+# A second provider for test_local_networks_and_a_second_provider_come_and_go: the upper half of
+# the provider range (no lab peer there), the same profile, and a server address nothing answers
+# at (its namespace routes only that address): its client never connects, its class fails closed.
+TWO_PROVIDERS = {
+    "splitroute_gateway_classes": [
+        {"range": "10.4.0.0/25", "range6": "fd10:4::/116", "exit": "direct"},
+        {"range": "10.4.0.128/26", "range6": "fd10:4::1000/117", "exit": "provider"},
+        {"range": "10.4.0.192/26", "range6": "fd10:4::1800/117", "exit": "provider2"},
+    ],
+    "splitroute_gateway_providers": [
+        {
+            "name": "provider",
+            "server": "{{ hostvars['provider'].lab_nics[0].ipv4 }}",
+            "port": "{{ hostvars['provider'].lab_openvpn.port }}",
+            "config": "{{ gateway_profile.content | b64decode }}",
+        },
+        {
+            "name": "provider2",
+            "server": "198.51.100.250",
+            "port": 1194,
+            "config": "{{ gateway_profile.content | b64decode }}",
+        },
+    ],
+}
+
+
+def test_local_networks_and_a_second_provider_come_and_go(lab, exits):
+    """A local network is reached through main by every class; dropping it removes its rule. In the
+    same two runs, a second provider comes and goes (issue 12's pruning): when it leaves the
+    inventory, its units are stopped and disabled, its namespace, veth pair, rules, table routes and
+    files go, and the first provider carries on."""
     gateway = lab.host(GATEWAY)
     try:
-        rc, out = playbook({"splitroute_gateway_local_networks": ["198.51.100.212/32"]})
+        rc, out = playbook({"splitroute_gateway_local_networks": ["198.51.100.212/32"], **TWO_PROVIDERS})
         assert rc == 0, failures(out)
         assert "to 198.51.100.212 lookup main" in gateway.check_output("ip rule show priority 2001")
         assert echo(lab, VPN_PEER[0], "198.51.100.212") == exits["direct"]["ipv4"]
         assert echo(lab, VPN_PEER[0], "198.51.100.213") == exits["vpn"]["ipv4"]
+        plan = json.loads(gateway.check_output("cat /etc/splitroute/gateway.json"))
+        second = next(p for p in plan["providers"] if p["name"] == "provider2")
+        assert gateway.run("ip netns exec %s true" % second["netns"]).rc == 0
+        assert "lookup %s" % second["table"] in gateway.check_output("ip rule show priority %d" % second["priority"])
+        assert "blackhole default" in gateway.check_output("ip route show table %s" % second["table"])
+        units = ["splitroute-gateway-openvpn@provider2.service", "splitroute-gateway-dns@provider2.service"]
+        for unit in units:
+            assert gateway.run("systemctl is-enabled %s" % unit).stdout.strip() == "enabled", unit
     finally:
         rc, out = playbook()
         assert rc == 0, failures(out)
     assert gateway.check_output("ip rule show priority 2001") == ""
     assert echo(lab, VPN_PEER[0], "198.51.100.212") == exits["vpn"]["ipv4"]
+    # the second provider left no trace; the first is untouched
+    for unit in units:
+        assert gateway.run("systemctl is-active %s" % unit).stdout.strip() != "active", unit
+        assert gateway.run("systemctl is-enabled %s" % unit).stdout.strip() != "enabled", unit
+    assert second["netns"] not in gateway.check_output("ip netns list")
+    assert second["host_veth"] not in gateway.check_output("ip -br link")
+    rules = "ip rule show priority %d; ip -6 rule show priority %d" % (second["priority"], second["priority"])
+    assert gateway.check_output(rules) == ""
+    routes = "ip route show table %s; ip -6 route show table %s" % (second["table"], second["table"])
+    assert gateway.check_output(routes) == ""
+    for path in (
+        "/etc/splitroute-gateway/netns-provider2.nft",
+        "/etc/splitroute-gateway/openvpn/provider2.conf",
+        "/etc/netns/%s" % second["netns"],
+    ):
+        assert not gateway.file(path).exists, path
+    assert [p["name"] for p in json.loads(gateway.check_output("cat /etc/splitroute/gateway.json"))["providers"]] == [
+        "provider"
+    ]
+    assert "srgw-provider" in gateway.check_output("ip netns list")
+    assert echo(lab, VPN_PEER[0], "198.51.100.213") == exits["vpn"]["ipv4"]
 
 
 def test_after_a_restart_the_chain_comes_back_with_no_ansible_run(lab, exits):
