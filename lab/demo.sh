@@ -26,7 +26,7 @@ provider behind the gateway, vpn-endpoint: the lab's own WireGuard endpoint).
 client sits in the gateway's provider range, client2 in its direct range; their
 lists are in inventories/lab/group_vars/clients.yml and host_vars/.
 
-The lab is still up (bash lab/lab.sh status). Look around:
+The lab is still up (bash lab/lab.sh status). Look around (first: source lab/env.sh):
   podman exec -it srlab-client bash
   ansible-playbook -i inventories/lab/hosts.yml playbooks/status.yml
   ansible-playbook -i inventories/lab/hosts.yml playbooks/site.yml --check --diff
