@@ -33,6 +33,7 @@ import unicodedata
 
 from ansible_collections.splitroute.vpn.plugins.module_utils._netns import enter_netns
 from ansible_collections.splitroute.vpn.plugins.module_utils._validate import (
+    Errors,
     check_netns_name,
     check_nft_name,
     parse_address,
@@ -314,27 +315,11 @@ class Compiled:
         self.groups = groups
 
 
-class _Errors:
-    def __init__(self):
-        self.items = []
-        self.count = 0
-
-    def add(self, message):
-        self.count += 1
-        if len(self.items) < MAX_ERRORS:
-            self.items.append(message)
-
-    def raise_if_any(self):
-        if self.count:
-            more = "" if self.count <= len(self.items) else " (and %d more)" % (self.count - len(self.items))
-            raise InputError("; ".join(self.items) + more)
-
-
 def prepare_groups(groups, layout):
     """Validate and normalise GROUPS for LAYOUT. Returns [Group] sorted by name; raises InputError."""
     if layout not in LAYOUTS:
         raise InputError("layout %s must be one of %s" % (_show(layout), ", ".join(LAYOUTS)))
-    errors = _Errors()
+    errors = Errors(InputError, MAX_ERRORS)
     out = []
     seen = set()
     names = set()
@@ -462,7 +447,7 @@ def compile_config(groups, layout=FLAT):
     content = render(prepared, layout)
     too_long = long_lines(content)
     if too_long:
-        errors = _Errors()
+        errors = Errors(InputError, MAX_ERRORS)
         for number, length, start in too_long:
             errors.add(
                 "line %d would be %d characters, dnsmasq reads at most %d (%s...): "
@@ -585,7 +570,7 @@ def check_sets(module, groups, netns=None):
     """Fail unless every set of GROUPS exists with the type its 4#/6# side needs."""
     reader = _SetReader(module)
     where = " in network namespace %r" % netns if netns else ""
-    errors = _Errors()
+    errors = Errors(InputError, MAX_ERRORS)
     seen = set()
     for group in groups:
         for version, family, table, name in group.sets:

@@ -26,7 +26,7 @@ import shutil
 import stat
 import tempfile
 
-from ansible_collections.splitroute.vpn.plugins.module_utils._validate import type_name
+from ansible_collections.splitroute.vpn.plugins.module_utils._validate import Errors, type_name
 
 PYCACHE = "__pycache__"
 ROOT = "./"
@@ -49,22 +49,6 @@ _KINDS = (
 
 class TreeError(ValueError):
     """Input or a tree this module must not change; the message is meant for the user."""
-
-
-class _Errors:
-    def __init__(self):
-        self.items = []
-        self.count = 0
-
-    def add(self, message):
-        self.count += 1
-        if len(self.items) < MAX_ERRORS:
-            self.items.append(message)
-
-    def raise_if_any(self):
-        if self.count:
-            more = "" if self.count <= len(self.items) else " (and %d more)" % (self.count - len(self.items))
-            raise TreeError("; ".join(self.items) + more)
 
 
 def kind_of(st_mode):
@@ -190,7 +174,7 @@ def want(params):
         raise TreeError("state: must be present or absent, not %r" % (state,))
     if state == "absent":
         return Want(root, state, {}, [], None, None, None, None, False)
-    errors = _Errors()
+    errors = Errors(TreeError, MAX_ERRORS)
     files = {}
     dirs = {""}
     raw = params.get("files")
@@ -295,7 +279,7 @@ def have(w):
     Raises TreeError for a symlink at or above a wanted name, a file where a directory must go, a
     directory where a file must go, and anything that is neither a file nor a directory."""
     h = Have()
-    errors = _Errors()
+    errors = Errors(TreeError, MAX_ERRORS)
     root_st = _lstat(w.root)
     if root_st is None:
         parent = os.path.dirname(w.root)

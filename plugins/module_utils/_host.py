@@ -71,6 +71,8 @@ class Backend:
     """The narrow contract module_utils backends use (params, check_mode, warn, fail_json),
     for the host: a failure raises HostError instead of exiting."""
 
+    _diff = False
+
     def __init__(self, params, log):
         self.params = dict(params)
         self.check_mode = False
@@ -81,6 +83,18 @@ class Backend:
 
     def fail_json(self, msg, **_kw):
         raise HostError(msg)
+
+
+def merge_rules(rules, routes, log):
+    """RULES and ROUTES in place (policy_rule's code, state merged: nothing else is touched); each
+    change logged as `splitroute boot: COMMAND`. The boot of every role ends with this."""
+    from ansible_collections.splitroute.vpn.plugins.module_utils._policy_rule import (  # noqa: PLC0415 (only boot needs pyroute2)
+        PolicyRouting,
+    )
+
+    params = {"rules": rules, "routes": routes, "scope": None, "table_names": None, "state": "merged", "netns": None}
+    for command in PolicyRouting(Backend(params, log)).run()["commands"]:
+        log("splitroute boot: %s" % command)
 
 
 def _log(msg):

@@ -130,31 +130,11 @@ def rotate(plan, args, log, now=None):
     return 0
 
 
-class _Module(_host.Backend):
-    """What _policy_rule.PolicyRouting asks of a module, beyond Backend."""
-
-    _diff = False
-
-
 def boot(plan, args, log):
-    from ansible_collections.splitroute.vpn.plugins.module_utils._policy_rule import (  # noqa: PLC0415 (only boot needs pyroute2)
-        PolicyRouting,
-    )
-
     proc = subprocess.run(["nft", "-f", plan["nft"]["file"]], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise _host.HostError("nft -f %s: %s" % (plan["nft"]["file"], proc.stderr.strip()))
-    params = {
-        "rules": plan["rules"],
-        "routes": plan["boot_routes"],
-        "scope": None,
-        "table_names": None,
-        "state": "merged",
-        "netns": None,
-    }
-    result = PolicyRouting(_Module(params, log)).run()
-    for command in result["commands"]:
-        log("splitroute boot: %s" % command)
+    _host.merge_rules(plan["rules"], plan["boot_routes"], log)
     # the table may be new (boot): its sets are empty, both generations start now
     _write_state(_state_path(plan), rotate_step(None, _now(), plan["rotation"]["period"])[1])
     return 0

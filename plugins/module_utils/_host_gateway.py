@@ -124,12 +124,6 @@ def host_lists(plan):
 # ---------------------------------------------------------------- boot (the host, real kernel)
 
 
-class _Module(_host.Backend):
-    """What _policy_rule.PolicyRouting and _netns_veth.NetnsVeth ask of a module, beyond Backend."""
-
-    _diff = False
-
-
 SYSCTL_ROOT = "/proc/sys"
 
 
@@ -196,9 +190,6 @@ def boot(plan, args, log):
     from ansible_collections.splitroute.vpn.plugins.module_utils._netns_veth import (  # noqa: PLC0415 (only boot needs pyroute2)
         NetnsVeth,
     )
-    from ansible_collections.splitroute.vpn.plugins.module_utils._policy_rule import (  # noqa: PLC0415
-        PolicyRouting,
-    )
 
     missing = [key for key in BOOT_KEYS if key not in plan]
     if missing:
@@ -208,21 +199,11 @@ def boot(plan, args, log):
         _sysctl(key, value, log)
     _nft_file(plan["nft_file"])
     for ns in plan["namespaces"]:
-        result = NetnsVeth(_Module(_netns_params(ns), log)).run()
+        result = NetnsVeth(_host.Backend(_netns_params(ns), log)).run()
         for op in result["operations"]:
             log("splitroute boot: %s" % op)
         _nft_file_in(ns["name"], ns["nft_file"])
-    params = {
-        "rules": plan["rules"],
-        "routes": plan["routes"],
-        "scope": None,
-        "table_names": None,
-        "state": "merged",
-        "netns": None,
-    }
-    result = PolicyRouting(_Module(params, log)).run()
-    for command in result["commands"]:
-        log("splitroute boot: %s" % command)
+    _host.merge_rules(plan["rules"], plan["routes"], log)
     return 0
 
 

@@ -268,3 +268,24 @@ def check_priorities(first, last, what):
             RESERVED_PRIORITIES[hit[0]],
         )
     return None
+
+
+class Errors:
+    """Collects input errors so that every one is reported at once (the first LIMIT in full, then a
+    count); raise_if_any() raises EXC with them joined."""
+
+    def __init__(self, exc=ValueError, limit=20):
+        self.exc = exc
+        self.limit = limit
+        self.items = []
+        self.count = 0
+
+    def add(self, message):
+        self.count += 1
+        if len(self.items) < self.limit:
+            self.items.append(message)
+
+    def raise_if_any(self):
+        if self.count:
+            more = "" if self.count <= len(self.items) else " (and %d more)" % (self.count - len(self.items))
+            raise self.exc("; ".join(self.items) + more)
