@@ -568,6 +568,32 @@ def client_secrets(tunnels, keys=("private_key", "preshared_key")):
     return out
 
 
+def client_key_args(secrets):
+    """The wireguard_keys module's `keys` from client_secrets' output: [{name, private_key}] in tunnel order,
+    private_key "" where none is given (the module generates one on the host)."""
+    return [{"name": name, "private_key": (keys or {}).get("private_key") or ""} for name, keys in secrets.items()]
+
+
+def client_upstreams(texts, given=None):
+    """The resolvers for names that are not listed: GIVEN (splitroute_client_upstream_dns, already checked) when
+    there are any, else the nameservers of TEXTS (resolv.conf files read from the host, in order), each once.
+    Only what the collection's address parser reads as one address goes (no scope id, no other text): the
+    loopback (the role's own front resolver) and anything else are left out."""
+    if given:
+        return list(given)
+    out = []
+    for text in texts or []:
+        for line in text.splitlines() if isinstance(text, str) else []:
+            fields = line.split()
+            if len(fields) < 2 or fields[0] != "nameserver":
+                continue
+            addr, error = parse_address(fields[1], what="nameserver")
+            if error or addr.is_loopback or str(addr) in out:
+                continue
+            out.append(str(addr))
+    return out
+
+
 def client_domain_files(tunnels):
     """The paths of the tunnels' domain files, for the role to read; what is not a path is left to client_plan."""
     paths = []
@@ -577,6 +603,49 @@ def client_domain_files(tunnels):
             if isinstance(path, str) and path and path not in paths:
                 paths.append(path)
     return paths
+
+
+def client_trees(tunnels, with_dns):
+    """The client's three file trees: the tunnels' WireGuard configurations (0600), its own files
+    under /etc/splitroute (checked by nft and dnsmasq before any is written) and its units and drop-ins."""
+    entry = _names.tree_file
+    etc, systemd, wireguard = _names.ETC, _names.SYSTEMD_ETC, _names.WIREGUARD
+    return {
+        "wireguard": {
+            "root": wireguard,
+            "mode": "0600",
+            "directory_mode": "0700",
+            "validate": {},
+            "files": [entry(wireguard, _names.wg_files(t["name"])[0], "wg.conf.j2", tunnel=t["name"]) for t in tunnels],
+        },
+        "etc": {
+            "root": etc,
+            "mode": "0644",
+            "directory_mode": "0755",
+            "validate": {"*.nft": "nft -c -f %s", "dns/*.conf": "dnsmasq --test --conf-file=%s"},
+            "files": [
+                entry(etc, _names.CLIENT_PLAN, "client.json.j2"),
+                entry(etc, _names.CLIENT_NFT_FILE, "client.nft.j2"),
+                entry(etc, _names.CLIENT_FRONT_CONF, "dnsmasq-front.conf.j2"),
+            ]
+            + [entry(etc, _names.back_files(name)[0], "dnsmasq-back.conf.j2", tunnel=name) for name in with_dns],
+        },
+        "systemd": {
+            "root": systemd,
+            "mode": "0644",
+            "directory_mode": "0755",
+            "validate": {},
+            "files": [entry(systemd, _names.SYSTEMD + "/" + u, u + ".j2") for u in _names.CLIENT_UNIT_FILES]
+            + [
+                entry(systemd, _names.wg_dropin(t["name"]), "wg-quick-dropin.conf.j2", tunnel=t["name"])
+                for t in tunnels
+            ]
+            + [
+                entry(systemd, _names.NETWORKD_DROPIN, "networkd.conf.j2", unit="systemd-networkd.service"),
+                entry(systemd, _names.RESOLVED_DROPIN, "resolved.conf.j2", unit="systemd-resolved.service"),
+            ],
+        },
+    }
 
 
 def client_host_plan(tunnels, settings):
@@ -611,6 +680,12 @@ def client_host_plan(tunnels, settings):
             "etc": _names.ETC,
             "plan": _names.CLIENT_PLAN,
             "dns_dir": _names.CLIENT_DNS_DIR,
+            "front_conf": _names.CLIENT_FRONT_CONF,
+            "front_servers": _names.CLIENT_FRONT_SERVERS,
+            "systemd": _names.SYSTEMD,
+            "wireguard": _names.WIREGUARD,
+            "networkd_dropin": _names.NETWORKD_DROPIN,
+            "resolved_dropin": _names.RESOLVED_DROPIN,
             "resolv_backup": _names.CLIENT_RESOLV_BACKUP,
             "rotate_state": _names.CLIENT_ROTATE_STATE,
             "legacy_routing_script": _names.CLIENT_LEGACY_ROUTING_SCRIPT,
@@ -643,11 +718,16 @@ def client_host_plan(tunnels, settings):
             + [_names.FRONT_UNIT]
             + [_names.wg_unit(t["name"]) for t in tunnels]
             + [_names.ROTATE_TIMER],
+            # restarted (reloaded) after a run changed one of these files (unit_states)
+            "triggers": _names.client_unit_triggers([t["name"] for t in tunnels], with_dns),
             # stopped and disabled on removal, in the reverse of the boot order
             "stop": [_names.ROTATE_TIMER, _names.ROTATE_UNIT, _names.FRONT_UNIT]
             + [_names.back_unit(n) for n in with_dns]
             + [_names.CLIENT_UNIT],
         },
+        # the files the role writes, one file_tree task per tree: the role's templates, rendered
+        # with `item` the tunnel named by `tunnel`; a file with `unit` only where that unit is installed
+        "trees": client_trees(tunnels, with_dns),
         "files": {
             # the client's own files (/etc/splitroute itself goes when nothing else is left in it)
             "remove": list(_names.CLIENT_FILES) + ["%s/%s" % (_names.SYSTEMD, u) for u in _names.CLIENT_UNIT_FILES],
@@ -712,7 +792,9 @@ class FilterModule:
             "client_plan": client_plan,
             "client_settings": client_settings,
             "client_secrets": client_secrets,
+            "client_key_args": client_key_args,
             "client_domain_files": client_domain_files,
+            "client_upstreams": client_upstreams,
             "client_host_plan": client_host_plan,
             "client_prune": client_prune,
             "client_nft_sets": client_nft_sets,

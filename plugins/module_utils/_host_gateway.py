@@ -117,8 +117,69 @@ def host_lists(plan):
             "start": [_names.GATEWAY_UNIT] + providers + [_names.GATEWAY_DNS_UNIT, wireguard],
             # stopped and disabled on removal, in the reverse of the boot order
             "stop": [wireguard, _names.GATEWAY_DNS_UNIT] + providers[::-1] + [_names.GATEWAY_UNIT],
+            # restarted after a run changed one of these files (unit_states)
+            "triggers": _triggers(plan["interface"], names),
         },
+        "trees": _trees(plan),
     }
+
+
+def _triggers(interface, names):
+    """Unit -> {"restart": [paths]}: the files each of the gateway's units reads."""
+    unit = _names.SYSTEMD + "/"
+    out = {
+        _names.wg_unit(interface): {"restart": [_names.WIREGUARD + "/%s.conf" % interface]},
+        _names.GATEWAY_DNS_UNIT: {"restart": [_names.GATEWAY_DNS_CONF, unit + _names.GATEWAY_DNS_UNIT]},
+    }
+    for name in names:
+        out[_names.openvpn_unit(name)] = {
+            "restart": [_names.provider_profile(name), _names.provider_auth(name), unit + _names.OPENVPN_TEMPLATE_UNIT]
+        }
+        out[_names.provider_dns_unit(name)] = {
+            "restart": [_names.provider_dns_conf(name), unit + _names.PROVIDER_DNS_TEMPLATE_UNIT]
+        }
+    return out
+
+
+def _trees(plan):
+    """The gateway's file trees (one file_tree task each): the server's WireGuard configuration,
+    the role's files (checked by nft and dnsmasq before any is written), the providers' OpenVPN
+    profiles and credentials (0600, secrets), the host program's plan, the units and the drop-in.
+    `provider` names the provider (its index in the plan's providers) a template renders as `item`."""
+    entry = _names.tree_file
+    etc, systemd, ovpn = _names.GATEWAY_ETC, _names.SYSTEMD_ETC, _names.GATEWAY_OPENVPN_DIR
+    providers = list(enumerate(plan["providers"]))
+    return {
+        "wireguard": {
+            "root": _names.WIREGUARD, "mode": "0600", "directory_mode": "0700", "validate": {},
+            "files": [entry(_names.WIREGUARD, _names.WIREGUARD + "/%s.conf" % plan["interface"], "wg.conf.j2")],
+        },
+        "etc": {
+            "root": etc, "mode": "0644", "directory_mode": "0755",
+            "validate": {"*.nft": "nft -c -f %s", "*.conf": "dnsmasq --test --conf-file=%s"},
+            "files": [entry(etc, _names.GATEWAY_NFT_FILE, "gateway.nft.j2"),
+                      entry(etc, _names.GATEWAY_DNS_CONF, "dnsmasq.conf.j2")]
+            + [entry(etc, _names.provider_netns_nft_file(p["name"]), "netns.nft.j2", provider=i) for i, p in providers]
+            + [entry(etc, _names.provider_dns_conf(p["name"]), "dnsmasq-provider.conf.j2", provider=i)
+               for i, p in providers],
+        },
+        "openvpn": {
+            "root": ovpn, "mode": "0600", "directory_mode": "0700", "validate": {},
+            "files": [entry(ovpn, _names.provider_profile(p["name"]), "openvpn.conf.j2", provider=i)
+                      for i, p in providers]
+            + [entry(ovpn, _names.provider_auth(p["name"]), "openvpn.auth.j2", provider=i)
+               for i, p in providers if p.get("has_auth")],
+        },
+        "plan": {
+            "root": _names.ETC, "mode": "0644", "directory_mode": "0755", "validate": {},
+            "files": [entry(_names.ETC, _names.GATEWAY_PLAN, "gateway.json.j2")],
+        },
+        "systemd": {
+            "root": systemd, "mode": "0644", "directory_mode": "0755", "validate": {},
+            "files": [entry(systemd, _names.SYSTEMD + "/" + u, u + ".j2") for u in _names.GATEWAY_UNIT_FILES]
+            + [entry(systemd, _names.gateway_wg_dropin(plan["interface"]), "wg-quick-dropin.conf.j2")],
+        },
+    }  # fmt: skip
 
 
 # ---------------------------------------------------------------- boot (the host, real kernel)

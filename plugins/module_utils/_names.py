@@ -16,6 +16,9 @@ import re
 ETC = "/etc/splitroute"
 RUN = "/run/splitroute"
 SYSTEMD = "/etc/systemd/system"
+SYSTEMD_ETC = "/etc/systemd"  # the root of the roles' file tree of units and drop-ins
+NETWORKD_DROPIN = SYSTEMD_ETC + "/networkd.conf.d/splitroute.conf"
+RESOLVED_DROPIN = SYSTEMD_ETC + "/resolved.conf.d/splitroute.conf"
 WIREGUARD = "/etc/wireguard"
 NFT_TABLE = "splitroute"  # table inet splitroute
 METRIC_PREFIX = "splitroute_"
@@ -24,6 +27,8 @@ METRIC_PREFIX = "splitroute_"
 CLIENT_PLAN = ETC + "/client.json"  # _host.plan_path("client")
 CLIENT_NFT_FILE = ETC + "/client.nft"
 CLIENT_DNS_DIR = ETC + "/dns"
+CLIENT_FRONT_CONF = CLIENT_DNS_DIR + "/front.conf"
+CLIENT_FRONT_SERVERS = CLIENT_DNS_DIR + "/front-servers.conf"
 CLIENT_RESOLV_BACKUP = ETC + "/resolv.conf.orig"
 CLIENT_ROTATE_STATE = RUN + "/client-rotate.json"
 # the boot shell script of releases before the host program (removed when found)
@@ -103,8 +108,37 @@ def wg_dropin_dir(tunnel):
     return "%s/wg-quick@%s.service.d" % (SYSTEMD, tunnel)
 
 
+def wg_dropin(tunnel):
+    """The client's drop-in for TUNNEL's wg-quick unit (its start after the table and resolvers)."""
+    return wg_dropin_dir(tunnel) + "/splitroute.conf"
+
+
 def wg_files(tunnel):
     return ["%s/%s.conf" % (WIREGUARD, tunnel), "%s/%s.key" % (WIREGUARD, tunnel)]
+
+
+def client_unit_triggers(tunnels, with_dns):
+    """Unit -> {"restart": [paths], "reload": [paths]}: the files each of the client's units reads,
+    so a run that changed one restarts (reloads) the unit. The table unit is only started: its
+    boot step is what the role does itself in the same run."""
+    out = {
+        FRONT_UNIT: {"restart": [CLIENT_FRONT_CONF, SYSTEMD + "/" + FRONT_UNIT], "reload": [CLIENT_FRONT_SERVERS]},
+        ROTATE_TIMER: {"restart": [SYSTEMD + "/" + ROTATE_TIMER, SYSTEMD + "/" + ROTATE_UNIT]},
+    }
+    for name in with_dns:
+        out[back_unit(name)] = {"restart": back_files(name) + [SYSTEMD + "/" + BACK_TEMPLATE_UNIT]}
+    for name in tunnels:
+        out[wg_unit(name)] = {"restart": wg_files(name)[:1]}
+    return out
+
+
+def tree_file(root, path, template, **extra):
+    """An entry of a plan's file tree: PATH (absolute, under ROOT) as the name file_tree takes,
+    relative to ROOT, rendered from the role's TEMPLATE (EXTRA: tunnel, the tunnel the template
+    renders as `item`; unit, a unit that must be installed for the file to be written)."""
+    if not path.startswith(root + "/"):
+        raise ValueError("%s is not under %s" % (path, root))
+    return dict({"name": path[len(root) + 1 :], "template": template}, **extra)
 
 
 def back_files(tunnel):
@@ -181,14 +215,32 @@ def provider_profile(provider):
     return "%s/openvpn/%s.conf" % (GATEWAY_ETC, provider)
 
 
+def provider_auth(provider):
+    """The provider's OpenVPN credentials (user name and password, next to its profile)."""
+    return "%s/openvpn/%s.auth" % (GATEWAY_ETC, provider)
+
+
+def provider_dns_conf(provider):
+    """The configuration of the provider's resolver (in the host namespace, asking through the provider)."""
+    return "%s/dnsmasq-%s.conf" % (GATEWAY_ETC, provider)
+
+
+GATEWAY_DNS_CONF = GATEWAY_ETC + "/dnsmasq.conf"
+GATEWAY_OPENVPN_DIR = GATEWAY_ETC + "/openvpn"
+
+
+def gateway_wg_dropin(interface):
+    return "%s/wg-quick@%s.service.d/splitroute-gateway.conf" % (SYSTEMD, interface)
+
+
 def provider_files(provider):
     """The provider's files: its namespace's nftables table, OpenVPN profile and credentials and
     resolver configuration (the namespace's resolv.conf goes with the namespace, netns_veth)."""
     return [
         provider_netns_nft_file(provider),
         provider_profile(provider),
-        "%s/openvpn/%s.auth" % (GATEWAY_ETC, provider),
-        "%s/dnsmasq-%s.conf" % (GATEWAY_ETC, provider),
+        provider_auth(provider),
+        provider_dns_conf(provider),
     ]
 
 
