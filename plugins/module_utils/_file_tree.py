@@ -8,9 +8,13 @@ want(params) -> Want        validates every option; raises TreeError (pure, apar
 have(want) -> Have          reads the tree with lstat, never through a symlink; raises
                             TreeError for anything in the way, before anything changes
 plan(want, have) -> Plan    the operations, and the created / updated / removed lists
-apply(want, plan)           the one place that changes the file system
 diff(want, have, plan)      the diff mode output, bounded (see make_diff)
-FileTree(module).run()      the module: want, have, plan, apply unless in check mode
+jobs(want, plan)            the files to validate (written by the plan and matched by validate)
+run_checks(want, jobs, module)
+                            runs the validators on a private copy of the new tree, in check
+                            mode too; raises TreeError for a refused file, changes nothing
+apply(want, plan)           the one place that changes the file system
+FileTree(module).run()      the module: want, have, plan, validate, apply unless in check mode
 
 Names in the reports are relative to the root: files as given, directories with a
 trailing '/', the root itself as './'.
@@ -18,10 +22,12 @@ trailing '/', the root itself as './'.
 
 from __future__ import annotations
 
+import fnmatch
 import grp
 import os
 import pwd
 import re
+import shlex
 import shutil
 import stat
 import tempfile
@@ -33,6 +39,8 @@ ROOT = "./"
 # ansible-core's default max_diff_size: a larger file's content is not shown in the diff
 MAX_DIFF = 104448
 MAX_ERRORS = 20
+# how much of a refusing validator's stdout and of its stderr the message quotes
+MAX_OUTPUT = 1000
 NAME_MAX = 255
 PATH_MAX = 4095
 _MODE = re.compile(r"0?[0-7]{3,4}\Z")
@@ -148,10 +156,78 @@ def resolve_id(value, what, lookup, kind):
         raise TreeError("%s: no such %s %r on this host" % (what, kind, text)) from None
 
 
-class Want:
-    __slots__ = ("dir_mode", "dirs", "exclusive", "files", "gid", "mode", "root", "state", "uid")
+def pattern_name(pattern):
+    """How messages name the entry PATTERN of validate: validate['*.nft']."""
+    return "validate[%s]" % _show(pattern)
 
-    def __init__(self, root, state, files, dirs, mode, dir_mode, uid, gid, exclusive):
+
+def check_pattern(pattern):
+    """Raise TreeError unless PATTERN is a glob that can match a name of files."""
+    what = pattern_name(pattern)
+    if not isinstance(pattern, str):
+        raise TreeError("%s: a pattern must be a string, not %s" % (what, type_name(pattern)))
+    bad = _bad_char(pattern)
+    if bad:
+        raise TreeError("%s: contains %s" % (what, bad))
+    if not pattern:
+        raise TreeError("validate['']: a pattern must not be empty")
+    if pattern.startswith("/"):
+        raise TreeError("%s: must be relative to path, as the names of files are (no leading '/')" % what)
+    if "**" in pattern:
+        raise TreeError("%s: '**' is not supported: '*' never matches '/', write one pattern per depth" % what)
+    if any(part in ("", ".", "..") for part in pattern.split("/")):
+        raise TreeError("%s: must not have '.', '..' or empty components, which no name has" % what)
+
+
+def matches(pattern, rel):
+    """Whether the file name REL matches PATTERN: component by component with fnmatch's rules (case
+    sensitive), so '*', '?' and '[...]' never match a '/' and 'dns/*.conf' does not match 'dns/a/b.conf'."""
+    parts, names = pattern.split("/"), rel.split("/")
+    return len(parts) == len(names) and all(fnmatch.fnmatchcase(n, p) for p, n in zip(parts, names))
+
+
+def check_command(pattern, command):
+    """The argument vector of COMMAND (validate[PATTERN]), or raise TreeError."""
+    what = pattern_name(pattern)
+    if isinstance(command, bool) or not isinstance(command, str):
+        raise TreeError("%s: the command must be a string, not %s" % (what, type_name(command)))
+    bad = _bad_char(command)
+    if bad:
+        raise TreeError("%s: the command %s contains %s" % (what, _show(command), bad))
+    if "%s" not in command:
+        raise TreeError("%s: the command %s must contain %%s (the file to check)" % (what, _show(command)))
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise TreeError("%s: the command %s cannot be split into words: %s" % (what, _show(command), exc)) from None
+    program = argv[0] if argv else ""
+    if "%s" in program:
+        raise TreeError("%s: the program (the first word of %s) must not be %%s" % (what, _show(command)))
+    if "/" in program and not program.startswith("/"):
+        raise TreeError(
+            "%s: the program %s must be a name looked up in PATH or an absolute path" % (what, _show(program))
+        )
+    return argv
+
+
+class Check:
+    """One entry of validate: a pattern and the command that validates the files it matches."""
+
+    __slots__ = ("argv", "command", "pattern")
+
+    def __init__(self, pattern, command, argv):
+        self.pattern = pattern
+        self.command = command
+        self.argv = argv
+
+    def argv_for(self, path):
+        return [self.argv[0]] + [arg.replace("%s", path) for arg in self.argv[1:]]
+
+
+class Want:
+    __slots__ = ("checks", "dir_mode", "dirs", "exclusive", "files", "gid", "mode", "modes", "root", "state", "uid")
+
+    def __init__(self, root, state, files, dirs, mode, dir_mode, uid, gid, exclusive, modes=None, checks=()):
         self.root = root
         self.state = state
         self.files = files  # relative name -> bytes
@@ -161,9 +237,39 @@ class Want:
         self.uid = uid
         self.gid = gid
         self.exclusive = exclusive
+        self.modes = modes or {}  # relative name -> the file's own mode, for the files that give one
+        self.checks = list(checks)  # [Check], sorted by pattern
 
     def full(self, rel):
         return os.path.join(self.root, rel) if rel else self.root
+
+    def mode_of(self, rel):
+        """The mode the file REL gets: its own, or the option mode."""
+        return self.modes.get(rel, self.mode)
+
+
+_FILE_KEYS = ("content", "mode")
+
+
+def _file_value(value, what, modes, key):
+    """The content (a str) of the files entry VALUE: a string, or {content: ..., mode: ...} whose mode
+    goes to MODES[KEY]. Raises TreeError."""
+    if isinstance(value, dict):
+        unknown = sorted((k for k in value if k not in _FILE_KEYS), key=str)
+        if unknown:
+            raise TreeError(
+                "%s: unknown key %s; a file is a string or a dictionary with content and optionally mode"
+                % (what, ", ".join(_show(k) for k in unknown))
+            )
+        if "content" not in value:
+            raise TreeError("%s: the dictionary has no content (write content: \"\" for an empty file)" % what)
+        if value.get("mode") is not None:
+            modes[key] = parse_mode(value["mode"], "%s.mode" % what)
+        value = value["content"]
+    if isinstance(value, bool) or not isinstance(value, str):
+        kind = "null (write \"\" for an empty file)" if value is None else type_name(value)
+        raise TreeError("%s: the content must be a string, not %s" % (what, kind))
+    return value
 
 
 def want(params):
@@ -176,18 +282,16 @@ def want(params):
         return Want(root, state, {}, [], None, None, None, None, False)
     errors = Errors(TreeError, MAX_ERRORS)
     files = {}
+    modes = {}
     dirs = {""}
     raw = params.get("files")
     if not isinstance(raw, dict):
         raise TreeError("files: must be a dictionary of file name: content, not %s" % type_name(raw))
     for key in sorted(raw, key=str):
-        content = raw[key]
         what = entry_name(key)
         try:
             check_key(key)
-            if isinstance(content, bool) or not isinstance(content, str):
-                kind = "null (write \"\" for an empty file)" if content is None else type_name(content)
-                raise TreeError("%s: the content must be a string, not %s" % (what, kind))
+            content = _file_value(raw[key], what, modes, key)
             if len(root.encode("utf-8")) + 1 + len(key.encode("utf-8")) > PATH_MAX:
                 raise TreeError("%s: the whole path is longer than %d bytes" % (what, PATH_MAX))
             try:
@@ -203,11 +307,11 @@ def want(params):
     for key in sorted(set(files) & dirs):
         inner = min(k for k in files if k.startswith(key + "/"))
         errors.add("%s: is a file, but %s needs a directory there" % (entry_name(key), entry_name(inner)))
-    modes = []
+    tree_modes = []
     for option, default in (("mode", "0644"), ("directory_mode", "0755")):
         value = params.get(option)
         try:
-            modes.append(parse_mode(default if value is None else value, option))
+            tree_modes.append(parse_mode(default if value is None else value, option))
         except TreeError as exc:
             errors.add(str(exc))
     ids = []
@@ -220,8 +324,28 @@ def want(params):
     exclusive = params.get("exclusive", False)
     if not isinstance(exclusive, bool):
         errors.add("exclusive: must be true or false, not %r" % (exclusive,))
+    checks = _checks(params.get("validate"), errors)
     errors.raise_if_any()
-    return Want(root, state, files, sorted(dirs), modes[0], modes[1], ids[0], ids[1], exclusive)
+    return Want(
+        root, state, files, sorted(dirs), tree_modes[0], tree_modes[1], ids[0], ids[1], exclusive, modes, checks
+    )
+
+
+def _checks(raw, errors):
+    """The validate option as [Check] sorted by pattern; its problems go to ERRORS."""
+    if raw is None:
+        return []
+    if not isinstance(raw, dict):
+        errors.add("validate: must be a dictionary of pattern: command, not %s" % type_name(raw))
+        return []
+    checks = []
+    for pattern in sorted(raw, key=str):
+        try:
+            check_pattern(pattern)
+            checks.append(Check(pattern, raw[pattern], check_command(pattern, raw[pattern])))
+        except TreeError as exc:
+            errors.add(str(exc))
+    return checks
 
 
 # ---- have ------------------------------------------------------------------------------------
@@ -422,7 +546,7 @@ def plan(w, h):
         elif entry.content != data:
             p.ops.append(("write", rel))
             p.updated.append(rel)
-        elif (entry.mode, entry.uid, entry.gid) != (w.mode, w.uid, w.gid):
+        elif (entry.mode, entry.uid, entry.gid) != (w.mode_of(rel), w.uid, w.gid):
             p.ops.append(("chattr", rel))
             p.updated.append(rel)
     for rel, is_dir in h.strays:
@@ -466,14 +590,14 @@ def make_diff(w, h, p):
         if op == "mkdir":
             out.append({"prepared": "created directory %s/ (mode %04o)\n" % (full.rstrip("/"), w.dir_mode)})
         elif op == "chattr":
-            mode = w.mode if rel in w.files else w.dir_mode
+            mode = w.mode_of(rel) if rel in w.files else w.dir_mode
             changes = _meta_changes(entry, mode, w.uid, w.gid)
             out.append({"prepared": "%s%s: %s\n" % (full, "" if rel in w.files else "/", ", ".join(changes))})
         elif op == "write" and entry is None:
-            out.append({"prepared": "created %s (%d bytes, mode %04o)\n" % (full, len(w.files[rel]), w.mode)})
+            out.append({"prepared": "created %s (%d bytes, mode %04o)\n" % (full, len(w.files[rel]), w.mode_of(rel))})
         elif op == "write":
             out.append(_content_diff(full, entry, w.files[rel]))
-            changes = _meta_changes(entry, w.mode, w.uid, w.gid)
+            changes = _meta_changes(entry, w.mode_of(rel), w.uid, w.gid)
             if changes:
                 out[-1]["prepared"] = "%s: %s\n" % (full, ", ".join(changes))
         elif op in ("unlink", "rmdir"):
@@ -509,6 +633,132 @@ def _content_diff(full, entry, after):
     return diff
 
 
+# ---- validate: before the first change, in check mode too --------------------------------------
+
+
+def jobs(w, p):
+    """[(name, [Check])]: each file P writes (created, or its content changed) that a pattern of validate
+    matches, with every Check whose pattern matches it, in name order. A file whose only change is its mode
+    or owner keeps the content it has, and is not validated again."""
+    if not w.checks:
+        return []
+    todo = []
+    for rel in sorted(rel for op, rel in p.ops if op == "write"):
+        checks = [check for check in w.checks if matches(check.pattern, rel)]
+        if checks:
+            todo.append((rel, checks))
+    return todo
+
+
+def _names(rels):
+    return ", ".join(entry_name(rel) for rel in rels)
+
+
+def _quoted(stream, text):
+    text = text.strip()
+    if not text:
+        return ""
+    if len(text) > MAX_OUTPUT:
+        text = "%s [... %d more characters]" % (text[:MAX_OUTPUT], len(text) - MAX_OUTPUT)
+    return "; %s: %s" % (stream, text)
+
+
+def _copy_tree(w, base):
+    """The whole tree as it will be, in a new private directory under BASE (files 0600, directories 0700)."""
+    top = tempfile.mkdtemp(prefix="file_tree-validate-", dir=base)
+    try:
+        for rel in w.dirs[1:]:
+            os.mkdir(os.path.join(top, rel), 0o700)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        for rel, data in w.files.items():
+            with os.fdopen(os.open(os.path.join(top, rel), flags, 0o600), "wb") as fh:
+                fh.write(data)
+    except BaseException:
+        shutil.rmtree(top, ignore_errors=True)
+        raise
+    return top
+
+
+_SEARCHED = "not in PATH, /sbin, /usr/sbin nor /usr/local/sbin"  # where get_bin_path looks
+
+
+def run_checks(w, todo, module):
+    """Run the validators of TODO (from jobs()); returns (the names validated, warnings).
+
+    Raises TreeError naming every file a validator refused and, unless in check mode, every validator that
+    is not installed; in check mode a missing validator is a warning and its files are not validated (a
+    new host has no packages yet). Nothing of the tree is changed: the validators read a copy of the whole
+    tree as it will be (_copy_tree) in a private directory under the module's temporary directory, removed
+    before this returns. Each command runs without a shell, with %s replaced by the absolute path of its
+    file's copy, in that copy's directory, so a path relative to the working directory (nft's
+    include "./sets.nft") reads the tree's new files. MODULE gives get_bin_path, run_command, tmpdir and
+    check_mode."""
+    errors = Errors(TreeError, MAX_ERRORS)
+    warnings = []
+    programs = {}  # pattern -> the program's path, None when it is not installed
+    for check in sorted({c for _rel, checks in todo for c in checks}, key=lambda c: c.pattern):
+        programs[check.pattern] = module.get_bin_path(check.argv[0])
+        if programs[check.pattern] is None:
+            rels = _names(rel for rel, checks in todo if check in checks)
+            where = "no such executable file" if check.argv[0].startswith("/") else _SEARCHED
+            missing = "%s: %s is not installed on this host (%s)" % (
+                pattern_name(check.pattern),
+                _show(check.argv[0]),
+                where,
+            )
+            if module.check_mode:
+                warnings.append(
+                    "%s; not validated in check mode: %s (a run that is not in check mode fails unless it is "
+                    "installed by then)" % (missing, rels)
+                )
+            else:
+                errors.add("%s; it must validate %s" % (missing, rels))
+    validated = []
+    runnable = [(rel, checks) for rel, checks in todo if any(programs[c.pattern] for c in checks)]
+    if runnable:
+        try:
+            top = _copy_tree(w, module.tmpdir)
+        except OSError as exc:
+            raise TreeError(
+                "cannot write the copy of the tree to validate under %s: %s" % (module.tmpdir, exc.strerror or exc)
+            ) from None
+        try:
+            for rel, checks in runnable:
+                if _run_one(rel, checks, programs, os.path.join(top, rel), module, errors):
+                    validated.append(rel)
+        finally:
+            shutil.rmtree(top, ignore_errors=True)
+    errors.raise_if_any()
+    return validated, warnings
+
+
+def _run_one(rel, checks, programs, copy, module, errors):
+    """Run every check of the file REL on its COPY; whether each ran and accepted it."""
+    ok = True
+    for check in checks:
+        program = programs[check.pattern]
+        if program is None:
+            ok = False
+            continue
+        argv = [program] + check.argv_for(copy)[1:]
+        what = "%s: %s" % (pattern_name(check.pattern), _show(check.command))
+        try:
+            rc, out, err = module.run_command(
+                argv, cwd=os.path.dirname(copy), expand_user_and_vars=False, errors="replace", handle_exceptions=False
+            )
+        except OSError as exc:
+            errors.add("%s could not run for %s: %s" % (what, entry_name(rel), exc.strerror or exc))
+            ok = False
+            continue
+        if rc != 0:
+            errors.add(
+                "%s refused the new content of %s (exit status %s)%s%s"
+                % (what, entry_name(rel), rc, _quoted("stdout", out), _quoted("stderr", err))
+            )
+            ok = False
+    return ok
+
+
 # ---- apply: the one place that writes ---------------------------------------------------------
 
 
@@ -526,14 +776,14 @@ def _set_attributes(fd, mode, uid, gid):
     os.fchmod(fd, mode)  # after fchown, which may clear set-id bits
 
 
-def _write(full, data, w):
+def _write(full, data, mode, w):
     directory, name = os.path.split(full)
     fd, tmp = tempfile.mkstemp(prefix=".%s." % name[:200], suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            _set_attributes(fh.fileno(), w.mode, w.uid, w.gid)
+            _set_attributes(fh.fileno(), mode, w.uid, w.gid)
             os.fsync(fh.fileno())
         os.rename(tmp, full)  # replaces a file, never follows a symlink
     except BaseException:
@@ -577,9 +827,9 @@ def apply(w, p):
             changed_dirs.add(os.path.dirname(full))
         elif op == "chattr":
             is_file = rel in w.files
-            _chattr(full, w.mode if is_file else w.dir_mode, w, not is_file)
+            _chattr(full, w.mode_of(rel) if is_file else w.dir_mode, w, not is_file)
         elif op == "write":
-            _write(full, w.files[rel], w)
+            _write(full, w.files[rel], w.mode_of(rel), w)
             changed_dirs.add(os.path.dirname(full))
         elif op == "unlink":
             os.unlink(full)
@@ -594,15 +844,24 @@ def apply(w, p):
 # ---- the module ------------------------------------------------------------------------------
 
 
+def _size(value):
+    return "(%d characters)" % len(value) if isinstance(value, str) else "(%s)" % type_name(value)
+
+
+def _shown_file(value):
+    """A files entry as it may be shown: the content (and any unknown key's value) as its size, a mode as
+    it is."""
+    if not isinstance(value, dict):
+        return _size(value)
+    return {key: item if key == "mode" and isinstance(item, (str, int)) else _size(item) for key, item in value.items()}
+
+
 def invocation(params):
     """The module's arguments as they may be shown: each file's content replaced by its size."""
     shown = dict(params)
     files = params.get("files")
     if isinstance(files, dict):
-        shown["files"] = {
-            key: "(%d characters)" % len(value) if isinstance(value, str) else "(%s)" % type_name(value)
-            for key, value in files.items()
-        }
+        shown["files"] = {key: _shown_file(value) for key, value in files.items()}
     return {"module_args": shown}
 
 
@@ -628,7 +887,12 @@ class FileTree:
     journal when it logs its arguments. A no_log value is also masked wherever it occurs in the result,
     the diff included (an empty line or a one-character file would mask that text everywhere). Nothing in
     the result holds a content except the diff, and the invocation shows sizes instead (invocation()), so
-    once the arguments are logged the contents are taken out of the masked values again."""
+    once the arguments are logged the contents are taken out of the masked values again (a files entry's
+    mode too, so that the diff's 'mode 0644 -> 0600' stays readable). A validator that refuses a file is
+    quoted in the failure as it printed, like ansible.builtin.template's validate: a line it echoes is
+    shown, never a content the module put there itself.
+
+    The validators run (run_checks) after plan and before apply, in check mode too."""
 
     def __init__(self, module):
         self.module = module
@@ -654,12 +918,21 @@ class FileTree:
             "created": p.created,
             "updated": p.updated,
             "removed": p.removed,
+            "validated": [],
         }
         if self.module._diff:
             try:
                 result["diff"] = make_diff(w, h, p)
             except TreeError as exc:
                 self.fail("nothing was changed: %s" % exc, path=w.root)
+        todo = jobs(w, p)
+        if todo:
+            try:
+                result["validated"], warnings = run_checks(w, todo, self.module)
+            except TreeError as exc:
+                self.fail("nothing was changed: %s" % exc, path=w.root)
+            for warning in warnings:
+                self.module.warn(warning)
         if p.ops and not self.module.check_mode:
             try:
                 apply(w, p)

@@ -298,6 +298,30 @@ BAD = {
     "unknown group": ({"group": "no-such-group-x"}, "group: no such group 'no-such-group-x' on this host"),
     "owner as a list": ({"owner": ["root"]}, "owner: must be a string, not list"),
     "state": ({"state": "latest"}, "value of state must be one of: present, absent, got: latest"),
+    "per-file mode as a number": (
+        {"files": {"m.txt": {"content": "x", "mode": 384}}},
+        "files['m.txt'].mode: must be an octal string such as '0644' in quotes, not int 384",
+    ),
+    "per-file mode not octal": ({"files": {"m.txt": {"content": "x", "mode": "0800"}}}, "files['m.txt'].mode: '0800'"),
+    "unknown key in a file": (
+        {"files": {"k.txt": {"content": "x", "owner": "nobody"}}},
+        "files['k.txt']: unknown key 'owner'; a file is a string or a dictionary with content and optionally mode",
+    ),
+    "file without content": ({"files": {"c.txt": {"mode": "0600"}}}, "files['c.txt']: the dictionary has no content"),
+    "number as content in a dictionary": (
+        {"files": {"n.txt": {"content": 5}}},
+        "files['n.txt']: the content must be a string, not int",
+    ),
+    "validate without %s": ({"validate": {"*.nft": "nft -c -f"}}, "validate['*.nft']: the command 'nft -c -f' must"),
+    "validate not a dictionary": ({"validate": "nft -c -f %s"}, "validate: must be a dictionary, not str"),
+    "validate command not a string": ({"validate": {"*": ["nft", "%s"]}}, "validate['*']: the command must be a"),
+    "validate with %s as the program": ({"validate": {"*": "%s --check"}}, "validate['*']: the program (the first"),
+    "validate with a relative program": ({"validate": {"*": "bin/check %s"}}, "the program 'bin/check' must be a name"),
+    "validate with an open quote": ({"validate": {"*": "nft -c -f '%s"}}, "cannot be split into words"),
+    "validate with a newline": ({"validate": {"*": "nft -c -f %s\nrm -rf /"}}, "contains a control character (U+000A)"),
+    "validate pattern with a leading slash": ({"validate": {"/etc/*.nft": "nft -c -f %s"}}, "validate['/etc/*.nft']:"),
+    "validate pattern with **": ({"validate": {"**/*.nft": "nft -c -f %s"}}, "'**' is not supported"),
+    "validate pattern with ..": ({"validate": {"../*.nft": "nft -c -f %s"}}, "validate['../*.nft']: must not have"),
 }
 
 
@@ -403,3 +427,199 @@ def test_a_file_at_the_root_is_refused(root, module, state):
     result = module("file_tree", args(root, state=state), expect_fail=True)
     assert "path: %s is a file, not a directory" % root in result["msg"]
     assert root.read_text() == "a file\n"
+
+
+# ---- validate --------------------------------------------------------------------------------------
+
+NFT_MAIN = (
+    'table inet file_tree_test {\n  include "./sets.inc"\n  chain input { type filter hook input priority 0; }\n}\n'
+)
+NFT_SETS = "set allowed { type ipv4_addr; }  # included by main.nft, not valid on its own\n"
+NFT_BAD = "# marker-in-the-bad-file\ntable inet file_tree_test {\n  chain input { bogus }\n}\n"
+NFT_OTHER = "# marker-in-the-good-file\ntable inet file_tree_other {\n}\n"
+DNS_GOOD = "no-resolv\nserver=192.0.2.53\n"
+DNS_BAD = "no-resolv\nno-such-option=1\n"
+VALIDATE = {"*.nft": "nft -c -f %s", "dns/*.conf": "dnsmasq --test --conf-file=%s"}
+CONFIG = {"main.nft": NFT_MAIN, "sets.inc": NFT_SETS, "dns/front.conf": DNS_GOOD, "dns/README": "not checked\n"}
+
+
+def warning_texts(result):
+    return [w["event"]["msg"] if isinstance(w, dict) else w for w in result.get("warnings", [])]
+
+
+def test_validated_files_are_written_four_times(root, module, four):
+    first_check = module("file_tree", args(root, CONFIG, validate=VALIDATE), check=True)
+    assert first_check["validated"] == ["dns/front.conf", "main.nft"]  # check mode validates too
+    assert not os.path.lexists(root)
+    real = four("file_tree", args(root, CONFIG, validate=VALIDATE))
+    # main.nft's include "./sets.inc" reads the new sets.inc: the whole new tree is there, in its directory
+    assert real["validated"] == ["dns/front.conf", "main.nft"]
+    assert (root / "main.nft").read_text() == NFT_MAIN and (root / "dns/front.conf").read_text() == DNS_GOOD
+    again = module("file_tree", args(root, CONFIG, validate=VALIDATE))
+    assert again["changed"] is False and again["validated"] == []  # nothing to write, nothing to validate
+    changed = module("file_tree", args(root, dict(CONFIG, **{"dns/front.conf": "no-hosts\n"}), validate=VALIDATE))
+    assert changed["updated"] == ["dns/front.conf"] and changed["validated"] == ["dns/front.conf"]
+
+
+def test_without_validate_nothing_is_validated(root, module):
+    result = module("file_tree", args(root, {"bad.nft": NFT_BAD}))
+    assert result["validated"] == [] and (root / "bad.nft").read_text() == NFT_BAD
+
+
+@pytest.mark.parametrize("check", [False, True], ids=["real", "check"])
+def test_a_bad_file_leaves_every_file_unwritten(root, module, check):
+    module("file_tree", args(root, {"a.nft": NFT_OTHER, "b.nft": NFT_OTHER, "dns/x.conf": DNS_GOOD}))
+    before = snapshot(root)
+    changed = {"a.nft": NFT_OTHER + "# a changed, and valid\n", "b.nft": NFT_BAD, "dns/x.conf": DNS_BAD, "new.txt": ""}
+    result = module("file_tree", args(root, changed, validate=VALIDATE, exclusive=True), check=check, expect_fail=True)
+    assert snapshot(root) == before
+    msg = result["msg"]
+    assert msg.startswith("nothing was changed: ")
+    # every refused file is named, with its pattern, command, exit status and the validator's own output
+    assert (
+        "validate['*.nft']: 'nft -c -f %s' refused the new content of files['b.nft'] (exit status 1); stderr: " in msg
+    )
+    assert "syntax error" in msg and "chain input { bogus }" in msg  # nft quotes the line in error
+    assert (
+        "validate['dns/*.conf']: 'dnsmasq --test --conf-file=%s' refused the new content of files['dns/x.conf']" in msg
+    )
+    assert "bad option at line 2" in msg
+    assert "files['a.nft']" not in msg
+    # contents are not in the message, only what the validators print
+    assert "marker-in-the-bad-file" not in msg and "marker-in-the-good-file" not in msg and "a changed" not in msg
+    assert "no-such-option" not in json.dumps(result["invocation"])
+
+
+def test_a_bad_file_in_a_new_tree_creates_nothing(root, module):
+    result = module("file_tree", args(root, {"a.nft": NFT_OTHER, "z/b.nft": NFT_BAD}, validate={"*.nft": "nft -c -f %s",
+                    "*/*.nft": "nft -c -f %s"}), expect_fail=True)  # fmt: skip
+    assert "validate['*/*.nft']: 'nft -c -f %s' refused the new content of files['z/b.nft']" in result["msg"]
+    assert not os.path.lexists(root)
+
+
+def test_every_matching_pattern_runs(root, module):
+    validate = {"*.conf": "dnsmasq --test --conf-file=%s", "dns/*": "false %s"}
+    result = module("file_tree", args(root, {"dns/a.conf": DNS_GOOD}, validate=validate), expect_fail=True)
+    assert (
+        "validate['dns/*']: 'false %s' refused the new content of files['dns/a.conf'] (exit status 1)" in result["msg"]
+    )
+    assert "validate['*.conf']" not in result["msg"]  # dnsmasq ran and accepted it
+    assert not os.path.lexists(root)
+    result = module(
+        "file_tree", args(root, {"dns/a.conf": DNS_GOOD}, validate=dict(validate, **{"dns/*": "test -s %s"}))
+    )
+    assert result["validated"] == ["dns/a.conf"]
+
+
+def test_a_pattern_does_not_cross_a_slash(root, module):
+    files = {"top.nft": NFT_OTHER, "sub/deep.nft": NFT_BAD}
+    result = module("file_tree", args(root, files, validate={"*.nft": "nft -c -f %s"}))
+    assert result["validated"] == ["top.nft"]
+
+
+def test_the_copy_is_private_in_its_own_directory_and_removed(root, tmp_path, module):
+    tmp = tmp_path / "moduletmp"
+    tmp.mkdir()
+    show = "sh -c 'stat -c %a \"$1\"; stat -c %a .; pwd; cat ../other.txt; exit 3' sh %s"
+    files = {"sub/probe.txt": "probe\n", "other.txt": "the new other\n"}
+    root.mkdir()
+    (root / "other.txt").write_text("the old other\n")
+    result = module(
+        "file_tree", args(root, files, validate={"sub/*": show}, _ansible_tmpdir=str(tmp)), expect_fail=True
+    )
+    assert (
+        "refused the new content of files['sub/probe.txt'] (exit status 3); stdout: 600\n700\n%s/file_tree-validate-"
+        % tmp
+        in result["msg"]
+    )
+    assert "/sub\nthe new other" in result["msg"]  # run in the copy's directory, next to the tree's new files
+    assert os.listdir(tmp) == []
+    assert sorted(os.listdir(root)) == ["other.txt"]
+    result = module("file_tree", args(root, files, validate={"sub/*": "test -s %s"}, _ansible_tmpdir=str(tmp)))
+    assert result["validated"] == ["sub/probe.txt"] and os.listdir(tmp) == []
+
+
+def test_long_validator_output_is_cut(root, module):
+    noisy = "sh -c 'head -c 5000 /dev/zero | tr \"\\\\0\" x; exit 1' sh %s"
+    result = module("file_tree", args(root, {"a": "a"}, validate={"a": noisy}), expect_fail=True)
+    assert "stdout: %s [... 4000 more characters]" % ("x" * 1000) in result["msg"]
+    assert "x" * 1001 not in result["msg"]
+
+
+def test_a_missing_validator_warns_in_check_mode_and_fails_otherwise(root, module):
+    validate = dict(VALIDATE, **{"dns/*.conf": "splitroute-no-such-validator --test %s"})
+    result = module("file_tree", args(root, CONFIG, validate=validate), check=True)
+    assert result["changed"] is True and result["validated"] == ["main.nft"]  # the installed one still ran
+    assert warning_texts(result) == [
+        "validate['dns/*.conf']: 'splitroute-no-such-validator' is not installed on this host (not in PATH, /sbin, "
+        "/usr/sbin nor /usr/local/sbin); not validated in check mode: files['dns/front.conf'] (a run that is not in "
+        "check mode fails unless it is installed by then)"
+    ]
+    assert not os.path.lexists(root)
+    bad = module("file_tree", args(root, dict(CONFIG, **{"main.nft": NFT_BAD}), validate=validate), check=True,
+                 expect_fail=True)  # fmt: skip
+    assert "refused the new content of files['main.nft']" in bad["msg"]
+    result = module("file_tree", args(root, CONFIG, validate=validate), expect_fail=True)
+    assert result["msg"] == (
+        "nothing was changed: validate['dns/*.conf']: 'splitroute-no-such-validator' is not installed on this host "
+        "(not in PATH, /sbin, /usr/sbin nor /usr/local/sbin); it must validate files['dns/front.conf']"
+    )
+    assert not os.path.lexists(root)
+    # an absolute path that is not there is missing too
+    result = module("file_tree", args(root, CONFIG, validate={"*.nft": "/nonexistent/nft -c -f %s"}), expect_fail=True)
+    assert (
+        "validate['*.nft']: '/nonexistent/nft' is not installed on this host (no such executable file)" in result["msg"]
+    )
+    # a validator that is missing but not needed (nothing to write) is no failure
+    module("file_tree", args(root, CONFIG))
+    assert module("file_tree", args(root, CONFIG, validate=validate))["changed"] is False
+
+
+# ---- a mode per file -------------------------------------------------------------------------------
+
+
+def test_a_mode_per_file_four_times(root, module, four):
+    files = {"public.conf": "public\n", "secret.key": {"content": "not-really-a-key\n", "mode": "0600"},
+             "sub/default.conf": {"content": "x\n"}, "sub/null.conf": {"content": "y\n", "mode": None}}  # fmt: skip
+    real = four("file_tree", args(root, files, mode="0640"))
+    modes = {rel: stat.S_IMODE(os.lstat(root / rel).st_mode) for rel in files}
+    assert modes == {"public.conf": 0o640, "secret.key": 0o600, "sub/default.conf": 0o640, "sub/null.conf": 0o640}
+    assert (root / "secret.key").read_text() == "not-really-a-key\n"
+    assert {"prepared": "created %s/secret.key (17 bytes, mode 0600)\n" % root} in real["diff"]
+    shown = real["invocation"]["module_args"]["files"]
+    assert shown["secret.key"] == {"content": "(17 characters)", "mode": "0600"}
+    assert shown["public.conf"] == "(7 characters)"
+    assert "not-really-a-key" not in json.dumps({k: v for k, v in real.items() if k != "diff"})
+    # a file's own mode changes in place, and the others stay
+    before = snapshot(root)
+    changed = dict(files, **{"secret.key": {"content": "not-really-a-key\n", "mode": "0400"}})
+    result = four("file_tree", args(root, changed, mode="0640"))
+    assert result["updated"] == ["secret.key"]
+    assert {"prepared": "%s/secret.key: mode 0600 -> 0400\n" % root} in result["diff"]  # "0600" is not masked
+    after = snapshot(root)
+    assert after["secret.key"][4] == before["secret.key"][4] and after["secret.key"][1] == 0o400
+    assert {k: v for k, v in after.items() if k != "secret.key"} == {
+        k: v for k, v in before.items() if k != "secret.key"
+    }
+
+
+def test_a_mode_change_alone_is_not_validated_again(root, module):
+    files = {"a.conf": {"content": "a\n", "mode": "0644"}, "b.conf": "b\n"}
+    assert module("file_tree", args(root, files, validate={"*": "test -s %s"}))["validated"] == ["a.conf", "b.conf"]
+    refuse = {"*": "false %s"}
+    result = module("file_tree", args(root, dict(files, **{"a.conf": {"content": "a\n", "mode": "0600"}}), mode="0600",
+                                      validate=refuse))  # fmt: skip
+    assert result["updated"] == ["a.conf", "b.conf"] and result["validated"] == []
+    assert stat.S_IMODE(os.lstat(root / "a.conf").st_mode) == 0o600
+    result = module("file_tree", args(root, dict(files, **{"a.conf": "new\n"}), validate=refuse), expect_fail=True)
+    assert "validate['*']: 'false %s' refused the new content of files['a.conf']" in result["msg"]
+    assert (root / "a.conf").read_text() == "a\n"
+
+
+def test_a_validator_that_cannot_run_fails(root, tmp_path, module):
+    program = tmp_path / "not-a-program"
+    program.write_bytes(b"\x00\x01 neither a script nor a binary\n")
+    program.chmod(0o755)
+    result = module("file_tree", args(root, {"a": "a"}, validate={"a": "%s %%s" % program}), expect_fail=True)
+    assert "validate['a']: '%s %%s' could not run for files['a']: Exec format error" % program in result["msg"]
+    assert not os.path.lexists(root)
