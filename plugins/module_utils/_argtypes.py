@@ -75,10 +75,47 @@ def type_problems(spec, raw, where=""):
     return problems
 
 
+def _has_secret(option):
+    """Whether OPTION or one of its suboptions (at any depth) is no_log."""
+    return bool(option.get("no_log")) or any(_has_secret(sub) for sub in (option.get("options") or {}).values())
+
+
+def _leaves(value):
+    """The texts AnsibleModule masks for a no_log VALUE: its strings and numbers, at any depth."""
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _leaves(item)
+    elif isinstance(value, (list, tuple, set)):
+        for item in value:
+            yield from _leaves(item)
+    elif isinstance(value, str):
+        if value:
+            yield value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield str(value)
+
+
+def _secrets(spec, raw):
+    """The leaves of RAW's values for no_log options and suboptions of SPEC, at any depth."""
+    for name, option in spec.items():
+        for key in [name] + list(option.get("aliases") or []):
+            if key not in raw:
+                continue
+            value = raw[key]
+            if option.get("no_log"):
+                yield from _leaves(value)
+            elif option.get("options"):
+                for item in value if isinstance(value, (list, tuple)) else [value]:
+                    if isinstance(item, dict):
+                        yield from _secrets(option["options"], item)
+
+
 def _loose(spec):
-    """SPEC with every option raw and optional: a module that can start, to report the problems."""
+    """SPEC with every option raw and optional: a module that can start, to report the problems.
+    An option with a no_log suboption is no_log as a whole (raw, it has no suboptions): the journal
+    gets none of it; check_types() then masks only the secret parts in the result."""
     return {
-        name: {"type": "raw", "aliases": list(option.get("aliases") or []), "no_log": option.get("no_log", False)}
+        name: {"type": "raw", "aliases": list(option.get("aliases") or []), "no_log": _has_secret(option)}
         for name, option in spec.items()
     }
 
@@ -97,4 +134,11 @@ def check_types(argument_spec, add_file_common_args=False):
     problems = type_problems(spec, raw) if isinstance(raw, dict) else []
     if problems:
         loose = basic.AnsibleModule(argument_spec=_loose(spec), supports_check_mode=True)
+        # An option that is secret only in parts (a list of dicts with a no_log key): mask those
+        # parts, not every name and number of the option, which would garble the message.
+        for name, option in spec.items():
+            if _has_secret(option) and not option.get("no_log"):
+                for key in [name] + list(option.get("aliases") or []):
+                    loose.no_log_values.difference_update(_leaves(raw.get(key)))
+        loose.no_log_values.update(_secrets(spec, raw))
         loose.fail_json(msg="invalid arguments, nothing was changed: %s" % "; ".join(problems))

@@ -64,6 +64,8 @@ UNRESOLVED = {
         "nft",  # get_bin_path("nft")
     ("plugins/module_utils/_dnsmasq.py", "self.binary"):
         "nft",  # get_bin_path("nft")
+    ("plugins/module_utils/_wg_keys.py", "wg"):
+        "wg",  # get_bin_path("wg"), to load a new key into a running interface
     ("tests/unit/test_ee_files.py", "str(galaxy)"):
         "ansible-galaxy",  # the venv's, next to sys.executable
     ("tests/unit/test_host_commands.py", "command"):
