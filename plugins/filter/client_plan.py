@@ -74,7 +74,11 @@ from ansible.errors import AnsibleFilterError
 from ansible.module_utils.datatag import native_type_name
 
 from ansible_collections.splitroute.vpn.plugins.module_utils import _names
-from ansible_collections.splitroute.vpn.plugins.module_utils._dnsmasq import InputError, normalize_domain
+from ansible_collections.splitroute.vpn.plugins.module_utils._dnsmasq import (
+    InputError,
+    compile_config,
+    normalize_domain,
+)
 from ansible_collections.splitroute.vpn.plugins.module_utils._host import PLAN_VERSION
 from ansible_collections.splitroute.vpn.plugins.module_utils._host_client import ROTATE_MARGIN, prune, rotation
 from ansible_collections.splitroute.vpn.plugins.module_utils._validate import (
@@ -568,6 +572,16 @@ def client_secrets(tunnels, keys=("private_key", "preshared_key")):
     return out
 
 
+def client_dnsmasq_text(groups, layout):
+    """The text of a resolver's nftset/server file for GROUPS (the plan's front_groups, or one tunnel's
+    back_groups) in LAYOUT (front or back), as the dnsmasq_nftset module writes it (the same code); the role
+    writes it in its file tree, where dnsmasq --test checks it first."""
+    try:
+        return compile_config(_native(groups), layout).content
+    except InputError as exc:
+        raise AnsibleFilterError("invalid resolver groups: %s" % exc) from exc
+
+
 def client_key_args(secrets):
     """The wireguard_keys module's `keys` from client_secrets' output: [{name, private_key}] in tunnel order,
     private_key "" where none is given (the module generates one on the host)."""
@@ -627,8 +641,10 @@ def client_trees(tunnels, with_dns):
                 entry(etc, _names.CLIENT_PLAN, "client.json.j2"),
                 entry(etc, _names.CLIENT_NFT_FILE, "client.nft.j2"),
                 entry(etc, _names.CLIENT_FRONT_CONF, "dnsmasq-front.conf.j2"),
+                entry(etc, _names.CLIENT_FRONT_SERVERS, "dnsmasq-front-servers.conf.j2"),
             ]
-            + [entry(etc, _names.back_files(name)[0], "dnsmasq-back.conf.j2", tunnel=name) for name in with_dns],
+            + [entry(etc, _names.back_files(name)[0], "dnsmasq-back.conf.j2", tunnel=name) for name in with_dns]
+            + [entry(etc, _names.back_files(name)[1], "dnsmasq-back-nftset.conf.j2", tunnel=name) for name in with_dns],
         },
         "systemd": {
             "root": systemd,
@@ -793,6 +809,7 @@ class FilterModule:
             "client_settings": client_settings,
             "client_secrets": client_secrets,
             "client_key_args": client_key_args,
+            "client_dnsmasq_text": client_dnsmasq_text,
             "client_domain_files": client_domain_files,
             "client_upstreams": client_upstreams,
             "client_host_plan": client_host_plan,

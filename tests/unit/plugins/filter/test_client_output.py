@@ -103,10 +103,11 @@ def test_the_roles_key_tasks_print_no_key_at_vvv(tmp_path):
     proc = run_play(tmp_path, play, "--check", "--diff", "-vvv")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
-    # not vacuous: the plan, the loops over the tunnels and the configuration's diff were printed
+    # not vacuous: the plan and the keys task's result were printed, and the configurations' task ran (its
+    # diff holds a preshared key: hidden)
     assert '"__splitroute_client_plan"' in out and '"preshared_key": true' in out
-    assert "(item=srtestkey0)" in out and "(item=srtestkey1)" in out
-    assert "Endpoint = 198.51.100.20:51821" in out
+    assert '"public_keys"' in out and '"srtestkey0"' in out and '"srtestkey1"' in out
+    assert "Write the WireGuard configurations" in out and "no_log: true" in out
     for secret in SECRETS:
         assert secret not in out, [line for line in out.splitlines() if secret in line][:5]
 
@@ -171,4 +172,4 @@ def test_every_loop_goes_over_names_and_the_plan_or_is_no_log():
             if ".results" in risky and "map(attribute='item')" in text:
                 risky.remove(".results")
             assert not risky or no_log, "%s: %r loops over %s without no_log" % (path.name, task["name"], risky)
-    assert checked > 10
+    assert checked >= 4

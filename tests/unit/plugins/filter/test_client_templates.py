@@ -8,6 +8,7 @@ nftables file must also pass `nft -c`.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,6 +19,7 @@ import yaml
 from ansible.plugins.filter.core import comment
 
 from ansible_collections.splitroute.vpn.plugins.filter.client_plan import (
+    client_dnsmasq_text,
     client_host_plan,
     client_plan,
     client_secrets,
@@ -81,12 +83,12 @@ def guard(value):
     return text
 
 
-def environment():
+def environment(guarded=True):
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(ROLE / "templates")),
         trim_blocks=True,
         undefined=jinja2.StrictUndefined,
-        finalize=guard,
+        finalize=guard if guarded else None,
     )
     # the header is the one multi-line value, and it is ours: one line here
     env.filters["comment"] = lambda text: comment(text).replace("\n", " ")
@@ -130,7 +132,35 @@ def renderings():
     for item in plan:
         for name in ("wg.conf.j2", "dnsmasq-back.conf.j2", "wg-quick-dropin.conf.j2"):
             out["%s[%s]" % (name, item["name"])] = env.get_template(name).render(context(plan, settings, item=item))
+    for name in ("networkd.conf.j2", "resolved.conf.j2"):
+        out[name] = env.get_template(name).render(context(plan, settings))
+    # the multi-line values the collection's own filters make (JSON, the nftset/server lists)
+    raw = environment(guarded=False)
+    raw.filters["to_nice_json"] = lambda value, **kw: json.dumps(value, indent=4, **kw)
+    raw.filters["splitroute.vpn.client_dnsmasq_text"] = client_dnsmasq_text
+    for name in ("client.json.j2", "dnsmasq-front-servers.conf.j2"):
+        out[name] = raw.get_template(name).render(context(plan, settings))
+    for item in plan:
+        name = "dnsmasq-back-nftset.conf.j2"
+        out["%s[%s]" % (name, item["name"])] = raw.get_template(name).render(context(plan, settings, item=item))
     return out
+
+
+def test_every_file_of_the_plans_trees_has_its_template_and_the_generated_ones_hold_what_the_filters_make():
+    plan = client_plan(TUNNELS, SETTINGS)
+    host = client_host_plan(plan, client_settings(SETTINGS))
+    templates = {p.name for p in (ROLE / "templates").glob("*.j2")}
+    names = [f["name"] for tree in host["trees"].values() for f in tree["files"]]
+    assert len(names) == len(set(names))
+    for tree in host["trees"].values():
+        for entry in tree["files"]:
+            assert entry["template"] in templates, entry
+            assert entry.get("tunnel") in (None, *[t["name"] for t in plan])
+    out = renderings()
+    assert json.loads(out["client.json.j2"]) == json.loads(json.dumps(host))
+    assert out["dnsmasq-front-servers.conf.j2"] == client_dnsmasq_text(host["front_groups"], "front")
+    assert "server=/" in out["dnsmasq-front-servers.conf.j2"]
+    assert "nftset=/#/" in out["dnsmasq-back-nftset.conf.j2[wg0]"]
 
 
 def test_every_template_renders_with_no_value_adding_a_line():

@@ -33,6 +33,8 @@ from ansible_collections.splitroute.vpn.plugins.filter.gateway_plan import (
 ROOT = Path(__file__).resolve().parents[4]
 TEMPLATES = ROOT / "roles" / "gateway" / "templates"
 ROLE_VARS = yaml.safe_load((ROOT / "roles" / "gateway" / "vars" / "main.yml").read_text())
+# vars/main.yml's values that read a task's own vars or registered results (not the templates' input)
+TASK_TIME_VARS = {"__splitroute_gateway_tree_files", "__splitroute_gateway_changed"}
 KEY1 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 KEY2 = "HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo="
 PSK = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="
@@ -110,6 +112,8 @@ def context(plan, **extra):
     )
     # the paths and names in vars/main.yml are read from the plan ("{{ __splitroute_gateway_plan.X }}")
     for key, value in ROLE_VARS.items():
+        if key in TASK_TIME_VARS:
+            continue
         if isinstance(value, str) and value.startswith("{{ ") and value.endswith(" }}"):
             values[key] = env.compile_expression(value[3:-3])(values)
         elif isinstance(value, str) and "{{ " in value:
