@@ -30,6 +30,7 @@ import importlib
 import json
 import os
 import sys
+import tempfile
 
 PLAN_DIR = "/etc/splitroute"
 LIB_DIR = "/usr/lib/splitroute"
@@ -103,14 +104,16 @@ def _log(msg):
 
 
 def write_atomic(path, text, mode=0o644):
-    """TEXT to PATH through a temporary file in the same directory and a rename."""
+    """TEXT to PATH through a new temporary file in the same directory (never an existing one:
+    O_EXCL), flushed to disk and renamed over PATH: a reader sees the old text or the new."""
     directory = os.path.dirname(path) or "."
-    tmp = os.path.join(directory, ".%s.tmp" % os.path.basename(path))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        os.chmod(tmp, mode)
+            fh.flush()
+            os.fchmod(fh.fileno(), mode)
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -191,6 +191,8 @@ def cmd_metrics(plans, args, log):
         sys.stdout.flush()
         return 0
     try:
+        # node-exporter's directory, made when missing (an existing one keeps its owner and mode)
+        os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
         write_atomic(path, built["metrics"], 0o644)
     except OSError as exc:
         raise HostError("%s: cannot be written: %s" % (path, exc.strerror or exc)) from None

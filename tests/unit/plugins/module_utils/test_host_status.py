@@ -181,8 +181,8 @@ def test_the_textfile_path_is_checked_before_anything_runs(program, tmp_path, pa
 def test_status_and_metrics_without_any_plan(program, tmp_path, netns):
     """In an empty namespace: a host with neither role is reported as it is, nothing is missing."""
     prog, plans = program
-    textfile = tmp_path / "out" / "splitroute.prom"
-    textfile.parent.mkdir()
+    # its directory is not there yet: the program makes it (node-exporter's package may come later)
+    textfile = tmp_path / "out" / "node-exporter" / "splitroute.prom"
     proc = run(prog, plans, "status", "--host", "bare", netns=netns)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\n")[1:] == [
@@ -197,6 +197,7 @@ def test_status_and_metrics_without_any_plan(program, tmp_path, netns):
     proc = run(prog, plans, "metrics", "--host", "bare", "--textfile", str(textfile), netns=netns)
     assert proc.returncode == 0 and proc.stdout == "", proc.stderr
     assert stat.S_IMODE(textfile.stat().st_mode) == 0o644
+    assert stat.S_IMODE(textfile.parent.stat().st_mode) == 0o755
     assert [p.name for p in textfile.parent.iterdir()] == ["splitroute.prom"]
     samples = parse_metrics(textfile.read_text())
     assert samples[("splitroute_client_configured", frozenset({"host": "bare"}.items()))] == 0
