@@ -76,6 +76,10 @@ UNRESOLVED = {
         None,  # a command in a lab host (nsenter enters its container)
     ("tests/unit/plugins/filter/test_gateway_templates.py", '[arg % path if "%s" in arg else arg for arg in program]'):
         ("nft", "dnsmasq"),  # the validators of the rendered templates, from its parametrize list
+    ("plugins/module_utils/_file_tree.py", "check.argv[0]"):
+        ("nft", "dnsmasq", "cat", "false", "test", "sh"),  # validate's programs: the roles' and the tests'
+    ("plugins/module_utils/_file_tree.py", "program"):
+        ("nft", "dnsmasq", "cat", "false", "test", "sh"),  # the same, looked up with get_bin_path
     ("plugins/module_utils/_systemd.py", "systemctl"):
         None,  # show_argv's: get_bin_path("systemctl"), see MANAGED_HOST_ONLY
     ("plugins/module_utils/_systemd.py", "self.systemctl"):

@@ -33,8 +33,12 @@ from ansible_collections.splitroute.vpn.plugins.filter.gateway_plan import (
 ROOT = Path(__file__).resolve().parents[4]
 TEMPLATES = ROOT / "roles" / "gateway" / "templates"
 ROLE_VARS = yaml.safe_load((ROOT / "roles" / "gateway" / "vars" / "main.yml").read_text())
-# vars/main.yml's values that read a task's own vars or registered results (not the templates' input)
-TASK_TIME_VARS = {"__splitroute_gateway_tree_files", "__splitroute_gateway_changed"}
+# vars/main.yml's values the templates do not read (a task's own vars, registered results, packages)
+TASK_TIME_VARS = {
+    "__splitroute_gateway_tree_files",
+    "__splitroute_gateway_changed",
+    "__splitroute_gateway_package_list",
+}
 KEY1 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 KEY2 = "HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo="
 PSK = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="
