@@ -12,7 +12,7 @@ author:
 description:
   - Used by the collection's roles between the tasks that write their files and the one
     M(splitroute.vpn.systemd_units) task that enables and starts their units in boot order. Returns that task's
-    O(splitroute.vpn.systemd_units#module:units): every unit of O(_input) in order, enabled, V(restarted) when a
+    O(splitroute.vpn.systemd_units#module:units) - every unit of O(_input) in order, enabled, V(restarted) when a
     file in its O(triggers) C(restart) list is in O(changed), V(reloaded) when only one of its C(reload) list is,
     V(started) otherwise.
   - The same file provides C(changed_paths) - the absolute paths that registered results of
