@@ -89,17 +89,10 @@ import base64
 import ipaddress
 import json
 import re
-import secrets
 
 from ansible.errors import AnsibleFilterError
 
-try:  # ansible-core requires cryptography; gateway_pubkey says so clearly if it is missing anyway
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-except ImportError:
-    X25519PrivateKey = None
-
-from ansible_collections.splitroute.vpn.plugins.module_utils import _names
+from ansible_collections.splitroute.vpn.plugins.module_utils import _names, _x25519
 from ansible_collections.splitroute.vpn.plugins.module_utils._host import PLAN_VERSION
 from ansible_collections.splitroute.vpn.plugins.module_utils._host_gateway import host_lists, prune
 from ansible_collections.splitroute.vpn.plugins.module_utils._validate import (
@@ -760,29 +753,20 @@ def gateway_secrets(peers):
     return out
 
 
-def _clamp(raw):
-    key = bytearray(raw)
-    key[0] &= 248
-    key[31] = (key[31] & 127) | 64
-    return bytes(key)
-
-
 def gateway_genkey(_value=None):
     """A new WireGuard private key (base64 of 32 random bytes, clamped as `wg genkey` does)."""
-    return base64.b64encode(_clamp(secrets.token_bytes(32))).decode("ascii")
+    return _x25519.new_private_key()
 
 
 def gateway_pubkey(private_key):
     """The WireGuard public key (X25519) of a base64 private key, as `wg pubkey` prints it."""
-    if X25519PrivateKey is None:
-        raise AnsibleFilterError("gateway_pubkey needs the Python library cryptography on the controller")
-    if not _key(private_key):
+    try:
+        return _x25519.public_key(private_key if _key(private_key) else None)
+    except ValueError:
         # never echo the value: it is a secret
-        raise AnsibleFilterError("gateway_pubkey: the input is not a WireGuard private key (base64 of 32 bytes)")
-    raw = base64.b64decode(private_key)
-    public = X25519PrivateKey.from_private_bytes(raw).public_key()
-    encoded = public.public_bytes(encoding=serialization.Encoding.Raw, format=serialization.PublicFormat.Raw)
-    return base64.b64encode(encoded).decode("ascii")
+        raise AnsibleFilterError(
+            "gateway_pubkey: the input is not a WireGuard private key (base64 of 32 bytes)"
+        ) from None
 
 
 class FilterModule:
