@@ -397,8 +397,11 @@ def _owner_key(rel, w):
     return min(k for k in w.files if k.startswith(rel + "/"))
 
 
-def have(w):
+def have(w, check_mode=False):
     """Read what is at the wanted names (and, with exclusive, everything else under the root).
+
+    A missing parent of the root is refused, except in CHECK_MODE: there an earlier task of the
+    same run (in check mode too) may be what would have made it, so the whole tree would be created.
 
     Raises TreeError for a symlink at or above a wanted name, a file where a directory must go, a
     directory where a file must go, and anything that is neither a file nor a directory."""
@@ -407,7 +410,7 @@ def have(w):
     root_st = _lstat(w.root)
     if root_st is None:
         parent = os.path.dirname(w.root)
-        if w.state == "present" and not os.path.isdir(parent):
+        if w.state == "present" and not check_mode and not os.path.isdir(parent):
             raise TreeError("path: the parent directory %s does not exist" % parent)
         return h
     if not stat.S_ISDIR(root_st.st_mode):
@@ -908,7 +911,7 @@ class FileTree:
         except TreeError as exc:
             self.fail("invalid input, nothing was changed: %s" % exc, path=params.get("path"))
         try:
-            h = have(w)
+            h = have(w, self.module.check_mode)
         except TreeError as exc:
             self.fail("nothing was changed: %s" % exc, path=w.root)
         p = plan(w, h)

@@ -421,6 +421,13 @@ def test_missing_parent_is_refused(tmp_path, module):
     assert os.listdir(tmp_path) == []
 
 
+def test_missing_parent_in_check_mode_reports_the_tree_as_created(tmp_path, module):
+    # (an earlier task of a check run, which made nothing, is what would make the parent)
+    result = module("file_tree", args(tmp_path / "missing" / "tree"), check=True)
+    assert result["changed"] and "./" in result["created"] and "pkg/mod.py" in result["created"]
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("state", ["present", "absent"])
 def test_a_file_at_the_root_is_refused(root, module, state):
     root.write_text("a file\n")
