@@ -52,8 +52,9 @@ options:
     description:
       - The tree's root, an absolute directory, for example C(/usr/lib/splitroute).
       - Created when missing (its parent must exist; in check mode a missing parent is no error, the tree is
-        reported as created, since an earlier task of the run may be what would make the parent). C(/) itself, C(.), C(..) and empty components and control
-        characters are refused; a trailing C(/) is dropped.
+        reported as created, since an earlier task of the run may be what would make the parent).
+      - C(/) itself, C(.), C(..) and empty components and control characters are refused; a trailing C(/) is
+        dropped.
     type: str
     required: true
   files:
