@@ -31,6 +31,7 @@ import stat
 import tempfile
 
 from ansible_collections.splitroute.vpn.plugins.module_utils import _x25519
+from ansible_collections.splitroute.vpn.plugins.module_utils._file_tree import _open_nofollow, kind_of
 from ansible_collections.splitroute.vpn.plugins.module_utils._validate import Errors, check_ifname, type_name
 
 DIRECTORY = "/etc/wireguard"
@@ -42,27 +43,11 @@ MAX_ERRORS = 20
 # a key file holds 44 characters and a newline; wg also takes trailing white space
 MAX_READ = 4096
 _SPACE = b" \t\n\r\v\f"  # what wg skips after the key in a key file
-_KINDS = (
-    (stat.S_ISLNK, "a symlink"),
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISREG, "a file"),
-    (stat.S_ISFIFO, "a fifo"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-)
 
 
 class KeysError(ValueError):
     """Input or a state this module must not change; the message is meant for the user and never
     holds a key."""
-
-
-def kind_of(st_mode):
-    for test, name in _KINDS:
-        if test(st_mode):
-            return name
-    return "a special file"
 
 
 # ---- want ------------------------------------------------------------------------------------
@@ -397,13 +382,6 @@ def make_diff(w, h, p):
 
 class LoadError(Exception):
     """`wg set` failed for an interface; the message names it and never holds a key."""
-
-
-def _open_nofollow(path, directory):
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    if directory:
-        flags |= getattr(os, "O_DIRECTORY", 0)
-    return os.open(path, flags)
 
 
 def _set_attributes(fd, mode):
