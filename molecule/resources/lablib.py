@@ -75,6 +75,12 @@ class Lab:
         """The first host of a group."""
         return self.groups[group][0]
 
+    def suite(self, name: str) -> str:
+        """The Debian suite a lab host was created with: its lab_suite, or SRLAB_SUITES
+        (HOST=SUITE,...) as lab/playbooks/create.yml reads it."""
+        overrides = dict(item.split("=", 1) for item in os.environ.get("SRLAB_SUITES", "").split(",") if "=" in item)
+        return overrides.get(name, self.hostvars[name].get("lab_suite", self.vars.get("lab_suite", "")))
+
     def exit_of(self, name: str) -> dict[str, str]:
         """Where a host's direct traffic leaves: its own exit or its router's."""
         hostvars = self.hostvars[name]

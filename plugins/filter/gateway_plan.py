@@ -599,12 +599,19 @@ def gateway_plan(peers, classes, providers, settings):
     v6 = _ipv6(settings, errors)
     role = _settings(settings, errors)
     veth_net = _veth_network(settings.get("veth_network"), "10.255.255.0/24", 4, subnet, errors)
-    local = []
+    local = {4: [], 6: []}
     for index, item in enumerate(_list(settings.get("local_networks"), VARIABLES["local_networks"], errors)):
-        net = _parsed(parse_network, item, "%s[%d]" % (VARIABLES["local_networks"], index), errors, version=4)
-        if net is not None:
-            local.append(str(net))
-    if len(local) > _MAX_LOCAL_NETWORKS:
+        where = "%s[%d]" % (VARIABLES["local_networks"], index)
+        net = _parsed(parse_network, item, where, errors)
+        if net is None:
+            continue
+        if net.version == 6 and v6 is None:
+            errors.append(
+                "%s: %s is IPv6, and the peers have no IPv6 (%s is empty)" % (where, net, VARIABLES["address6"])
+            )
+            continue
+        local[net.version].append(str(net))
+    if len(local[4]) + len(local[6]) > _MAX_LOCAL_NETWORKS:
         errors.append(
             "%s: at most %d networks (their rules take the priorities just above %s)"
             % (VARIABLES["local_networks"], _MAX_LOCAL_NETWORKS, VARIABLES["priority_base"])
@@ -690,7 +697,8 @@ def gateway_plan(peers, classes, providers, settings):
         "table_base": role["table_base"],
         "priority_base": role["priority_base"],
         "priorities": "%d-%d" % (role["priority_base"], role["priority_base"] + _PRIORITY_SPAN - 1),
-        "local_networks": local,
+        "local_networks": local[4],
+        "local_networks6": local[6],
         "direct_ranges": [str(net) for net, e in ranges if e == "direct"],
         "address6": str(v6["iface"]) if v6 else None,
         "ip6": str(v6["iface"].ip) if v6 else None,

@@ -33,8 +33,10 @@ def _rules(plan):
     out = [{"priority": base, "from": plan["subnet"], "to": plan["subnet"], "table": "main"}]
     if plan.get("subnet6"):
         out.append({"priority": base, "from": plan["subnet6"], "to": plan["subnet6"], "table": "main"})
-    for index, net in enumerate(plan["local_networks"]):
-        out.append({"priority": base + 1 + index, "from": plan["subnet"], "to": net, "table": "main"})
+    local = [(plan["subnet"], net) for net in plan["local_networks"]]
+    local += [(plan["subnet6"], net) for net in plan.get("local_networks6", [])]
+    for index, (subnet, net) in enumerate(local):
+        out.append({"priority": base + 1 + index, "from": subnet, "to": net, "table": "main"})
     for prov in plan["providers"]:
         for source in list(prov["ranges"]) + list(prov.get("ranges6", [])) + [prov["host_address"]]:
             out.append({"priority": prov["priority"], "from": source, "table": str(prov["table"])})

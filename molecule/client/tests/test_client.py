@@ -80,6 +80,13 @@ def wait_for_exit(lab, name, want, family=4, tries=20):
         time.sleep(0.5)
 
 
+def test_the_client_runs_the_debian_release_of_its_scenario(lab):
+    """Debian 13 in the client scenario, Debian 12 in client-debian12 (SRLAB_SUITES)."""
+    release = lab.host(CLIENT).file("/etc/os-release").content_string
+    codename = re.search(r"^VERSION_CODENAME=(\S+)$", release, re.M)
+    assert codename and codename.group(1) == lab.suite(CLIENT), release
+
+
 @pytest.mark.parametrize("family", [4, 6])
 @pytest.mark.parametrize("name", ["example.com", "www.example.com"])
 def test_listed_domain_takes_the_tunnel(lab, exits, name, family):
@@ -156,6 +163,10 @@ def test_dns_for_a_listed_domain_never_crosses_the_uplink(lab):
 
 def test_stray_dns_is_answered_by_the_local_resolver(lab):
     client = lab.host(CLIENT)
+    # tools that hard-code systemd-resolved's stub address are answered by the front resolver
+    for server in ("127.0.0.53", "127.0.0.1", "::1"):
+        answer = client.check_output("dig +short +time=2 +tries=1 @%s www.example.com A" % server)
+        assert answer == "198.51.100.210", server
     answer = client.check_output("dig +short +time=2 +tries=1 @198.51.100.99 www.example.com A")
     assert answer.split() == [lab.hostvars["inet"]["lab_zones"]["example.com"][1]["a"]]
     # and the answer filled the tunnel's set like any other
@@ -441,6 +452,41 @@ def test_after_a_restart_listed_domains_are_tunneled_with_no_ansible_run(lab, ex
     listed = ECHO_ADDRESSES["wg0"] + ECHO_ADDRESSES["wg1"]
     leaked = [p for p in parse_packets(packets) if p.dst in listed]
     assert not leaked, leaked
+
+
+def answers(lab, name, rtype):
+    """(status, [addresses]) of the client's resolver for NAME's RTYPE records."""
+    out = lab.host(CLIENT).check_output("dig +time=2 +tries=1 +noall +comments +answer %s %s" % (name, rtype))
+    status = re.search(r"status: (\w+)", out)
+    lines = [line.split() for line in out.splitlines() if line and not line.startswith(";")]
+    records = [fields[-1] for fields in lines if rtype in fields]
+    return (status.group(1) if status else out), records
+
+
+def test_a_tunnel_without_ipv6_answers_its_names_with_no_aaaa(lab, exits):
+    """wg1 loses its IPv6 address and resolver: its names' AAAA answers are filtered (NOERROR, no
+    address), so nothing waits on an IPv6 address the blackhole would swallow; their A answers and
+    the other tunnel's AAAA answers are untouched. (Near the end: the next test removes wg1.)"""
+    client = lab.host(CLIENT)
+    rc, out = playbook({"client_v4_only": ["wg1"]})
+    assert rc == 0, failures(out)
+    assert client.check_output("ip -6 addr show dev wg1 scope global") == ""
+    wait_for_exit(lab, LISTED["wg1"], exits["wg1"]["ipv4"], tries=40)
+    client.check_output("nft flush set inet splitroute wg1_v6_a; nft flush set inet splitroute wg1_v6_b")
+    # (the converge took longer than the front resolver's 5 s cache: no old AAAA answer is left)
+    assert answers(lab, LISTED["wg1"], "AAAA") == ("NOERROR", [])
+    assert answers(lab, LISTED["wg1"], "A") == ("NOERROR", [ECHO_ADDRESSES["wg1"][0]])
+    assert answers(lab, LISTED["wg0"], "AAAA") == ("NOERROR", [ECHO_ADDRESSES["wg0"][1]])
+    # getaddrinfo gives applications the IPv4 address only, and it takes the tunnel
+    assert client.check_output("getent ahosts %s | cut -d' ' -f1 | sort -u" % LISTED["wg1"]) == ECHO_ADDRESSES["wg1"][0]
+    assert echo(lab, LISTED["wg1"], 4) == exits["wg1"]["ipv4"]
+    for gen in ("a", "b"):
+        assert (
+            json.loads(client.check_output("nft -j list set inet splitroute wg1_v6_%s" % gen))["nftables"][1][
+                "set"
+            ].get("elem", [])
+            == []
+        )
 
 
 def test_removing_the_second_tunnel_leaves_no_trace_of_it_and_the_first_keeps_working(lab, exits):

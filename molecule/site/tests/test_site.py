@@ -13,6 +13,7 @@ import json
 import re
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,9 @@ GATEWAY = "gateway"
 VPN_CLIENT = "client"  # provider range
 DIRECT_CLIENT = "client2"  # direct range
 LISTED = "www.example.com"  # listed for every client (group_vars/clients.yml)
-LISTED_ADDRESS = "198.51.100.210"
+LISTED_ADDRESSES = {4: "198.51.100.210", 6: "2001:db8:100::10"}
+PEER_ADDRESSES = {VPN_CLIENT: ("10.4.0.130", "fd10:4::1130"), DIRECT_CLIENT: ("10.4.0.10", "fd10:4::10")}
+GATEWAY_RESOLVER6 = "fd10:4::1"
 
 
 def site(*extra, check=False, limit=None):
@@ -40,14 +43,14 @@ def site(*extra, check=False, limit=None):
     return run_playbook(SITE, *extra, check=check, limit=limit, inventory=INVENTORY)
 
 
-def echo(lab, host, target, max_time=5):
-    result = lab.host(host).run("curl -4 --silent --max-time %d http://%s/" % (max_time, target))
+def echo(lab, host, target, max_time=5, family=4):
+    result = lab.host(host).run("curl -%d --silent --max-time %d http://%s/" % (family, max_time, target))
     return result.stdout.strip() if result.rc == 0 else None
 
 
-def wait_for(lab, host, target, expected, tries=60):
+def wait_for(lab, host, target, expected, tries=60, family=4):
     for _attempt in range(tries):
-        if echo(lab, host, target, max_time=2) == expected:
+        if echo(lab, host, target, max_time=2, family=family) == expected:
             return True
         time.sleep(0.5)
     return False
@@ -73,27 +76,30 @@ def test_the_demo_table(lab):
 def test_the_gateway_sees_both_clients_as_peers(lab):
     dump = lab.host(GATEWAY).check_output("wg show wg0 dump").splitlines()[1:]
     handshakes = {line.split("\t")[3]: int(line.split("\t")[4]) for line in dump}
-    assert set(handshakes) == {"10.4.0.130/32", "10.4.0.10/32"}
+    assert set(handshakes) == {"%s/32,%s/128" % PEER_ADDRESSES[host] for host in (VPN_CLIENT, DIRECT_CLIENT)}
     assert all(when > 0 for when in handshakes.values()), handshakes
 
 
-def test_provider_down_fails_closed_for_the_provider_range_only(lab, labels):
+@pytest.mark.parametrize("family", [4, 6])
+def test_provider_down_fails_closed_for_the_provider_range_only(lab, labels, family):
     """OpenVPN stopped on the gateway: client's listed traffic times out, nothing of
     it leaves the gateway's uplink in clear; client2 and unlisted traffic carry on."""
     gateway = lab.host(GATEWAY)
-    assert echo(lab, VPN_CLIENT, LISTED) == labels["provider"]["ipv4"]
+    ip = "ipv%d" % family
+    assert echo(lab, VPN_CLIENT, LISTED, family=family) == labels["provider"][ip]
     gateway.check_output("systemctl stop splitroute-gateway-openvpn@provider.service")
     try:
         packets = []
         with lab.capture(GATEWAY, "wan", packets):
-            assert echo(lab, VPN_CLIENT, LISTED, max_time=3) is None
-        leaked = [p for p in parse_packets(packets) if p.dst == LISTED_ADDRESS or p.src == "10.4.0.130"]
+            assert echo(lab, VPN_CLIENT, LISTED, max_time=3, family=family) is None
+        peer = PEER_ADDRESSES[VPN_CLIENT]
+        leaked = [p for p in parse_packets(packets) if p.dst == LISTED_ADDRESSES[family] or p.src in peer]
         assert not leaked, leaked
-        assert echo(lab, DIRECT_CLIENT, LISTED) == labels["gateway"]["ipv4"]
-        assert echo(lab, VPN_CLIENT, "www.example.org") == lab.exit_of(VPN_CLIENT)["ipv4"]
+        assert echo(lab, DIRECT_CLIENT, LISTED, family=family) == labels["gateway"][ip]
+        assert echo(lab, VPN_CLIENT, "www.example.org", family=family) == lab.exit_of(VPN_CLIENT)[ip]
     finally:
         gateway.check_output("systemctl start splitroute-gateway-openvpn@provider.service")
-    assert wait_for(lab, VPN_CLIENT, LISTED, labels["provider"]["ipv4"])
+    assert wait_for(lab, VPN_CLIENT, LISTED, labels["provider"][ip], family=family)
 
 
 def test_gateway_down_fails_closed_on_the_client(lab):
@@ -104,13 +110,35 @@ def test_gateway_down_fails_closed_on_the_client(lab):
     try:
         packets = []
         with lab.capture(VPN_CLIENT, "lan", packets):
-            assert echo(lab, VPN_CLIENT, LISTED, max_time=3) is None
-        leaked = [p for p in parse_packets(packets) if p.dst == LISTED_ADDRESS]
+            for family in (4, 6):
+                assert echo(lab, VPN_CLIENT, LISTED, max_time=3, family=family) is None
+        leaked = [p for p in parse_packets(packets) if p.dst in LISTED_ADDRESSES.values()]
         assert not leaked, leaked
         assert echo(lab, VPN_CLIENT, "www.example.org") == lab.exit_of(VPN_CLIENT)["ipv4"]
     finally:
         client.check_output("systemctl start wg-quick@gw.service")
     assert wait_for(lab, VPN_CLIENT, LISTED, lab.hostvars["provider"]["lab_exit"]["ipv4"])
+
+
+def test_the_gateway_resolver_answers_its_peers_over_ipv6(lab):
+    """Each client asks the gateway's resolver at its IPv6 address (through the tunnel, a static
+    member of the client's sets: the tunnel's dns): the
+    direct class's query goes on from the gateway's uplink, the provider class's through the
+    provider only (nothing of it in clear on the gateway's uplink)."""
+    tag = uuid.uuid4().hex[:8]
+    names = {host: "v6dns-%s-%s.example.org" % (tag, host) for host in (VPN_CLIENT, DIRECT_CLIENT)}
+    packets = []
+    with lab.capture(GATEWAY, "wan", packets):
+        for host, name in names.items():
+            # as the resolvers' user, whose DNS the client does not redirect to its own resolver
+            out = lab.host(host).check_output(
+                "runuser -u dnsmasq -- dig +time=3 +tries=1 -6 @%s %s A" % (GATEWAY_RESOLVER6, name)
+            )
+            assert "status: NXDOMAIN" in out, out  # answered by the lab's authoritative server
+            assert "SERVER: %s#53" % GATEWAY_RESOLVER6 in out, out
+    seen = [p for p in parse_packets(packets) if 53 in (p.sport, p.dport)]
+    assert any(names[DIRECT_CLIENT] in p.info for p in seen), packets
+    assert not any(names[VPN_CLIENT] in p.info for p in seen), seen
 
 
 def test_check_mode_reports_drift_and_changes_nothing(lab):

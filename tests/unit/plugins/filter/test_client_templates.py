@@ -173,6 +173,27 @@ def test_every_template_renders_with_no_value_adding_a_line():
     assert "redirect to :53" in out["client.nft.j2"] and "100.100.100.100" in out["client.nft.j2"]
 
 
+def test_a_tunnel_without_ipv6_has_its_aaaa_answers_filtered():
+    """wg-1.x has an IPv4 address only: its back resolver drops AAAA answers; wg0 (dual stack) keeps both."""
+    out = renderings()
+    assert "\nfilter-AAAA\n" in out["dnsmasq-back.conf.j2[wg-1.x]"]
+    for name in ("dnsmasq-back.conf.j2[wg0]", "dnsmasq-back.conf.j2[wg-1.x]"):
+        assert "\nfilter-A\n" not in out[name], name
+    assert "filter-AAAA" not in out["dnsmasq-back.conf.j2[wg0]"]
+
+
+@pytest.mark.skipif(shutil.which("dnsmasq") is None, reason="needs dnsmasq")
+def test_the_rendered_back_resolvers_pass_dnsmasq_test(tmp_path):
+    for name, text in renderings().items():
+        if not name.startswith("dnsmasq-back.conf.j2"):
+            continue
+        path = tmp_path / "back.conf"
+        path.write_text(text)
+        command = ["dnsmasq", "--test", "--conf-file=%s" % path]
+        proc = subprocess.run(command, capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, (name, proc.stderr)
+
+
 def test_the_guard_catches_a_value_with_a_line_break():
     """The check above is not vacuous: a plan holding an injected line is caught at rendering."""
     (plan,) = client_plan(TUNNELS[:1], SETTINGS)

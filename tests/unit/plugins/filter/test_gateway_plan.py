@@ -13,6 +13,7 @@ from ansible_collections.splitroute.vpn.plugins.filter.gateway_plan import (
     gateway_plan,
     gateway_pubkey,
 )
+from ansible_collections.splitroute.vpn.plugins.module_utils import _host_gateway
 
 KEY1 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 KEY2 = "HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo="
@@ -302,6 +303,17 @@ def test_ipv6_follows_the_same_classes():
     assert by_name["phone"]["allowed_ips"] == ["0.0.0.0/0", "::/0"]
 
 
+def test_local_networks_of_both_families_go_by_main_from_their_own_subnet():
+    settings = dict(SETTINGS6, local_networks=["172.31.0.0/16", "2001:DB8:100::13/128"])
+    result = plan(classes=CLASSES6, settings=settings)
+    assert (result["local_networks"], result["local_networks6"]) == (["172.31.0.0/16"], ["2001:db8:100::13/128"])
+    local = [r for r in _host_gateway._rules(result) if r["priority"] in (2001, 2002)]
+    assert local == [
+        {"priority": 2001, "from": "10.4.0.0/24", "to": "172.31.0.0/16", "table": "main"},
+        {"priority": 2002, "from": "fd10:4::/64", "to": "2001:db8:100::13/128", "table": "main"},
+    ]
+
+
 def test_ipv6_is_off_without_address6():
     result = plan()
     assert (result["address6"], result["direct_ranges6"]) == (None, [])
@@ -313,6 +325,10 @@ def test_ipv6_is_off_without_address6():
     ("kwargs", "message"),
     [
         ({"classes": CLASSES6}, "class 10.4.0.0/25: range6 needs splitroute_gateway_address6"),
+        (
+            {"settings": dict(SETTINGS, local_networks=["fd10:77::/48"])},
+            "splitroute_gateway_local_networks[0]: fd10:77::/48 is IPv6, and the peers have no IPv6",
+        ),
         ({"peers": [dict(PEERS[0], address6="fd10:4::10")]}, "peer peer1: address6 needs splitroute_gateway_address6"),
         (
             {"settings": dict(SETTINGS6, address6="fd10:4::1")},

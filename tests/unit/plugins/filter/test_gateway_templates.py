@@ -52,7 +52,7 @@ SETTINGS = {
     "veth_network6": "fd00:255:255::/64",
     "table_base": "200",
     "priority_base": 2000,
-    "local_networks": ["172.31.0.0/16", "192.168.7.0/24"],
+    "local_networks": ["172.31.0.0/16", "192.168.7.0/24", "fd10:77::/48"],
     "interface": "wg0",
     "uplink": "eth0.100",
     "port": 51820,
