@@ -681,8 +681,10 @@ def client_host_plan(tunnels, settings):
         routes.append(blackhole)
         boot_routes.append(dict(blackhole))
         if t["dns"]:
-            sets = [{"version": 4, "table": table, "name": n} for n in t["sets4"]]
-            sets += [{"version": 6, "table": table, "name": n} for n in t["sets6"]]
+            # only the sets of the families the tunnel carries: a tunnel without IPv6 has its AAAA answers
+            # filtered (dnsmasq-back.conf.j2), and dnsmasq fills the sets before it filters
+            sets = [{"version": 4, "table": table, "name": n} for n in t["sets4"] if t["has_v4"]]
+            sets += [{"version": 6, "table": table, "name": n} for n in t["sets6"] if t["has_v6"]]
             back_groups[t["name"]] = [{"name": t["name"], "domains": [], "sets": sets, "servers": t["dns"]}]
     with_dns = [t["name"] for t in tunnels if t["dns"]]
     base = settings["priority_base"]

@@ -183,6 +183,40 @@ def test_a_listed_user_takes_the_tunnel_and_others_do_not(lab, exits):
     assert echo(lab, "www.example.org", 4, user="otheruser") == exits["direct"]["ipv4"]
 
 
+def networkd_links(client):
+    return client.check_output("networkctl list --no-legend lan")
+
+
+def test_rules_routes_and_blackholes_survive_a_networkd_restart(lab, exits):
+    """systemd-networkd manages the client's uplink (lab_networkd): restarting it, which drops the
+    rules and routes it did not make where it is let (measured), leaves the role's rules, tables and
+    blackholes as they were, and a tunnel taken down after it still fails closed."""
+    client = lab.host(CLIENT)
+    assert networkd_links(client).split()[-1] == "configured", networkd_links(client)
+    state = "ip rule; ip -6 rule; ip route show table all | grep -E 'table 10[01] '; ip -6 route show table all"
+    state += " | grep -E 'table 10[01] '"
+    before = client.check_output(state)
+    assert "blackhole" in before and "fwmark" in before, before
+    client.check_output("systemctl restart systemd-networkd.service")
+    for _attempt in range(40):
+        if networkd_links(client).split()[-1] == "configured":
+            break
+        time.sleep(0.25)
+    assert networkd_links(client).split()[-1] == "configured", networkd_links(client)
+    assert client.check_output(state) == before
+    client.check_output("systemctl stop wg-quick@wg0.service")
+    try:
+        packets = []
+        with lab.capture(ROUTER, "wan", packets):
+            assert echo(lab, LISTED["wg0"], 4, max_time=3) is None
+        leaked = [p for p in parse_packets(packets) if p.dst in ECHO_ADDRESSES["wg0"]]
+        assert not leaked, leaked
+    finally:
+        client.check_output("systemctl start wg-quick@wg0.service")
+    wait_for_exit(lab, LISTED["wg0"], exits["wg0"]["ipv4"])
+    assert echo(lab, LISTED["wg0"], 4) == exits["wg0"]["ipv4"]
+
+
 @pytest.mark.parametrize(("down", "up"), [("wg0", "wg1"), ("wg1", "wg0")])
 def test_one_tunnel_down_blackholes_only_its_own_domains(lab, exits, down, up):
     """With one tunnel down its names time out and no packet for them leaves by the uplink;

@@ -180,6 +180,10 @@ def test_a_tunnel_without_ipv6_has_its_aaaa_answers_filtered():
     for name in ("dnsmasq-back.conf.j2[wg0]", "dnsmasq-back.conf.j2[wg-1.x]"):
         assert "\nfilter-A\n" not in out[name], name
     assert "filter-AAAA" not in out["dnsmasq-back.conf.j2[wg0]"]
+    # and its answers fill its IPv4 sets only (dnsmasq fills the sets before it filters)
+    assert "4#inet#" in out["dnsmasq-back-nftset.conf.j2[wg-1.x]"]
+    assert "6#inet#" not in out["dnsmasq-back-nftset.conf.j2[wg-1.x]"]
+    assert "6#inet#" in out["dnsmasq-back-nftset.conf.j2[wg0]"]
 
 
 @pytest.mark.skipif(shutil.which("dnsmasq") is None, reason="needs dnsmasq")
