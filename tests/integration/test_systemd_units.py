@@ -207,7 +207,7 @@ def test_enable_and_start_in_list_order_four_times(host):
     order = ["srtest-b.service", "srtest-t.timer", "srtest-a.service"]
     args = {
         "units": [{"name": unit, "enabled": True, "state": "started"} for unit in order],
-        "query": ["dbus.service", "systemd-resolved.service", "srtest-a.service"],
+        "query": ["dbus.service", "srtest-not-installed.service", "srtest-a.service"],
     }
     before = host.state(*order)
     assert before == dict.fromkeys(order, ("disabled", "inactive"))
@@ -236,9 +236,9 @@ def test_enable_and_start_in_list_order_four_times(host):
         "unit_file": "disabled",
         "need_reload": False,
     }
-    assert sorted(real["units"]) == sorted(order + ["dbus.service", "systemd-resolved.service"])
+    assert sorted(real["units"]) == sorted(order + ["dbus.service", "srtest-not-installed.service"])
     assert real["units"]["dbus.service"]["active"] == "active"
-    assert real["units"]["systemd-resolved.service"]["load"] == "not-found"  # not installed in the image
+    assert real["units"]["srtest-not-installed.service"]["load"] == "not-found"  # no such unit in the image
     assert real["diff"][0] == {
         "before_header": "srtest-b.service",
         "after_header": "srtest-b.service",

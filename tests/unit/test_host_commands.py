@@ -45,7 +45,7 @@ VENV_COMMANDS = {
 # Shell builtins and keywords (checked with bash's `type -t`).
 SHELL_BUILTINS = {
     ":", "[[", "case", "cd", "command", "continue", "echo", "exec", "exit", "export", "for", "local", "mapfile",
-    "printf", "pwd", "read", "return", "set", "source", "trap", "true", "umask",
+    "printf", "pwd", "read", "return", "set", "shift", "source", "trap", "true", "umask",
 }  # fmt: skip
 # Run by a collected command rather than by the project's own files: command -> (who runs it, why).
 IMPLICIT = {

@@ -84,4 +84,4 @@ def test_lab_cross_references_resolve(tmp_path):
     for name in ("client", "client2"):
         tunnels = json.loads(results[name]["msg"])
         assert tunnels[0]["peer"]["public_key"] == "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", name
-        assert tunnels[0]["address"] == [peers[name]["address"] + "/32"]
+        assert tunnels[0]["address"] == [peers[name]["address"] + "/32", peers[name]["address6"] + "/128"]
