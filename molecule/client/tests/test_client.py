@@ -563,6 +563,23 @@ def test_removing_the_second_tunnel_leaves_no_trace_of_it_and_the_first_keeps_wo
         assert echo(lab, LISTED["wg1"], family) == exits["direct"]["ipv%d" % family]
 
 
+def test_without_the_drop_in_a_networkd_restart_drops_the_roles_rules(lab):
+    """The control of test_rules_routes_and_blackholes_survive_a_networkd_restart: with the role's
+    networkd drop-in gone, the same restart removes the role's rule and blackhole. (Just before
+    state absent, which removes the rest.)"""
+    client = lab.host(CLIENT)
+    dropin = host_plan(client)["paths"]["networkd_dropin"]
+    assert client.file(dropin).exists
+    client.check_output("rm %s && systemctl restart systemd-networkd.service" % dropin)
+    for _attempt in range(40):
+        if networkd_links(client).split()[-1] == "configured":
+            break
+        time.sleep(0.25)
+    assert networkd_links(client).split()[-1] == "configured", networkd_links(client)
+    assert "lookup 100" not in client.check_output("ip rule")
+    assert "blackhole" not in client.check_output("ip route show table 100")
+
+
 def test_state_absent_removes_everything_and_restores_resolv_conf(lab, exits):
     """Last: the role undoes itself (the scenario's destroy follows)."""
     client = lab.host(CLIENT)
