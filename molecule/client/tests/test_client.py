@@ -565,9 +565,13 @@ def test_removing_the_second_tunnel_leaves_no_trace_of_it_and_the_first_keeps_wo
 
 def test_without_the_drop_in_a_networkd_restart_drops_the_roles_rules(lab):
     """The control of test_rules_routes_and_blackholes_survive_a_networkd_restart: with the role's
-    networkd drop-in gone, the same restart removes the role's rule and blackhole. (Just before
-    state absent, which removes the rest.)"""
+    networkd drop-in gone, the same restart removes the role's rule and blackhole (systemd 257,
+    Debian 13). systemd 252 (Debian 12) kept the rule across a restart without the drop-in
+    (measured): no control there. (Just before state absent, which removes the rest.)"""
     client = lab.host(CLIENT)
+    systemd = int(client.check_output("systemctl --version").split()[1])
+    if systemd < 257:
+        pytest.skip("systemd %d's networkd keeps foreign rules across a restart (measured on 252)" % systemd)
     dropin = host_plan(client)["paths"]["networkd_dropin"]
     assert client.file(dropin).exists
     client.check_output("rm %s && systemctl restart systemd-networkd.service" % dropin)
