@@ -187,6 +187,15 @@ def networkd_links(client):
     return client.check_output("networkctl list --no-legend lan")
 
 
+def wait_networkd_configured(client):
+    """Until networkd reports the uplink configured again (after a restart)."""
+    for _attempt in range(40):
+        if networkd_links(client).split()[-1] == "configured":
+            return
+        time.sleep(0.25)
+    pytest.fail("networkd did not configure lan again: %s" % networkd_links(client))
+
+
 def test_rules_routes_and_blackholes_survive_a_networkd_restart(lab, exits):
     """systemd-networkd manages the client's uplink (lab_networkd): restarting it, which drops the
     rules and routes it did not make where it is let (measured), leaves the role's rules, tables and
@@ -198,11 +207,7 @@ def test_rules_routes_and_blackholes_survive_a_networkd_restart(lab, exits):
     before = client.check_output(state)
     assert "blackhole" in before and "fwmark" in before, before
     client.check_output("systemctl restart systemd-networkd.service")
-    for _attempt in range(40):
-        if networkd_links(client).split()[-1] == "configured":
-            break
-        time.sleep(0.25)
-    assert networkd_links(client).split()[-1] == "configured", networkd_links(client)
+    wait_networkd_configured(client)
     assert client.check_output(state) == before
     client.check_output("systemctl stop wg-quick@wg0.service")
     try:
@@ -575,11 +580,7 @@ def test_without_the_drop_in_a_networkd_restart_drops_the_roles_rules(lab):
     dropin = host_plan(client)["paths"]["networkd_dropin"]
     assert client.file(dropin).exists
     client.check_output("rm %s && systemctl restart systemd-networkd.service" % dropin)
-    for _attempt in range(40):
-        if networkd_links(client).split()[-1] == "configured":
-            break
-        time.sleep(0.25)
-    assert networkd_links(client).split()[-1] == "configured", networkd_links(client)
+    wait_networkd_configured(client)
     assert "lookup 100" not in client.check_output("ip rule")
     assert "blackhole" not in client.check_output("ip route show table 100")
 
