@@ -67,6 +67,7 @@ _value:
 """
 
 import base64
+import ipaddress
 import json
 import re
 
@@ -588,6 +589,20 @@ def client_key_args(secrets):
     return [{"name": name, "private_key": (keys or {}).get("private_key") or ""} for name, keys in secrets.items()]
 
 
+def resolv_nameservers(text):
+    """The nameserver addresses of a resolv.conf TEXT, in order, as the collection's address parser reads
+    them (what it does not read as one address, a scope id or other text, is left out)."""
+    out = []
+    for line in text.splitlines() if isinstance(text, str) else []:
+        fields = line.split()
+        if len(fields) < 2 or fields[0] != "nameserver":
+            continue
+        addr, error = parse_address(fields[1], what="nameserver")
+        if not error:
+            out.append(str(addr))
+    return out
+
+
 def client_upstreams(texts, given=None):
     """The resolvers for names that are not listed: GIVEN (splitroute_client_upstream_dns, already checked) when
     there are any, else the nameservers of TEXTS (resolv.conf files read from the host, in order), each once.
@@ -597,14 +612,9 @@ def client_upstreams(texts, given=None):
         return list(given)
     out = []
     for text in texts or []:
-        for line in text.splitlines() if isinstance(text, str) else []:
-            fields = line.split()
-            if len(fields) < 2 or fields[0] != "nameserver":
-                continue
-            addr, error = parse_address(fields[1], what="nameserver")
-            if error or addr.is_loopback or str(addr) in out:
-                continue
-            out.append(str(addr))
+        for addr in resolv_nameservers(text):
+            if not ipaddress.ip_address(addr).is_loopback and addr not in out:
+                out.append(addr)
     return out
 
 
@@ -664,10 +674,40 @@ def client_trees(tunnels, with_dns):
     }
 
 
-def client_host_plan(tunnels, settings):
+def client_dns(tunnels, settings, resolved):
+    """How the host's local DNS is wired (the plan's `dns`). RESOLVED: systemd-resolved runs on the host.
+
+    Either way resolved, where it is installed, sends every name to the front resolver (its drop-in: DNS= the
+    front, Domains= ~. and every listed domain as a routing domain, so that a connection's own ~. never
+    equals a listed domain's match and takes it). Where resolved runs, its stub stays on 127.0.0.53 (the
+    resolv.conf link NetworkManager and networkd expect is left alone) and the front reads the uplink resolvers
+    resolved learned, live, from resolved's own resolv.conf (unless splitroute_client_upstream_dns names
+    them); resolved's queries go where it sends them (the redirect leaves its user alone: a connection's own
+    routing domains keep their servers). Where it does not run, the front answers on 127.0.0.53 too and
+    resolved's stub, should it start later, stays off."""
+    domains = []
+    for t in tunnels:
+        for domain in t["domains"]:
+            if domain not in domains:
+                domains.append(domain)
+    front = list(_names.CLIENT_FRONT_ADDRESSES)
+    return {
+        "resolved": bool(resolved),
+        "front_addresses": front,
+        "listen": front + ([] if resolved else [_names.RESOLVED_STUB]),
+        "resolv_file": _names.RESOLVED_UPLINK_RESOLV if resolved and not settings["upstream_dns"] else None,
+        "stub": _names.RESOLVED_STUB,
+        "resolved_user": _names.RESOLVED_USER if resolved else None,
+        "resolved_dns": front[0],
+        "resolved_domains": ["~."] + ["~" + d for d in domains],
+    }
+
+
+def client_host_plan(tunnels, settings, resolved=False):
     """The plan the role renders to /etc/splitroute/client.json: CLIENT_PLAN's tunnels and CLIENT_SETTINGS'
     settings (both already checked), with every list the tasks, the templates and the host program take from it
-    (rules, routes, resolver groups, units, the sets' rotation). No key material: the tunnels carry only flags."""
+    (rules, routes, resolver groups, units, the sets' rotation, the local DNS: client_dns with RESOLVED, whether
+    systemd-resolved runs on the host). No key material: the tunnels carry only flags."""
     tunnels, settings = _native([tunnels, settings])
     table = _names.NFT_TABLE
     rules, routes, boot_routes, back_groups = [], [], [], {}
@@ -722,6 +762,7 @@ def client_host_plan(tunnels, settings):
                 key=int,
             ),
         },
+        "dns": client_dns(tunnels, settings, resolved),
         "front_groups": [
             {"name": t["name"], "domains": t["domains"], "back_server": "127.0.0.1#%d" % t["back_port"]}
             for t in tunnels
@@ -747,8 +788,12 @@ def client_host_plan(tunnels, settings):
         # with `item` the tunnel named by `tunnel`; a file with `unit` only where that unit is installed
         "trees": client_trees(tunnels, with_dns),
         "files": {
-            # the client's own files (/etc/splitroute itself goes when nothing else is left in it)
-            "remove": list(_names.CLIENT_FILES) + ["%s/%s" % (_names.SYSTEMD, u) for u in _names.CLIENT_UNIT_FILES],
+            # the client's own files (/etc/splitroute itself goes when nothing else is left in it), units
+            # and resolved's and networkd's drop-ins (resolved restarts where it runs; a running networkd
+            # keeps the drop-in's setting until it restarts: the role's rules are gone by then)
+            "remove": list(_names.CLIENT_FILES)
+            + ["%s/%s" % (_names.SYSTEMD, u) for u in _names.CLIENT_UNIT_FILES]
+            + [_names.NETWORKD_DROPIN, _names.RESOLVED_DROPIN],
         },
     }
 
@@ -814,6 +859,7 @@ class FilterModule:
             "client_dnsmasq_text": client_dnsmasq_text,
             "client_domain_files": client_domain_files,
             "client_upstreams": client_upstreams,
+            "resolv_nameservers": resolv_nameservers,
             "client_host_plan": client_host_plan,
             "client_prune": client_prune,
             "client_nft_sets": client_nft_sets,

@@ -19,6 +19,11 @@ SYSTEMD = "/etc/systemd/system"
 SYSTEMD_ETC = "/etc/systemd"  # the root of the roles' file tree of units and drop-ins
 NETWORKD_DROPIN = SYSTEMD_ETC + "/networkd.conf.d/splitroute.conf"
 RESOLVED_DROPIN = SYSTEMD_ETC + "/resolved.conf.d/splitroute.conf"
+# systemd-resolved: its stub's address, the file of the uplink resolvers it knows (per link, from
+# NetworkManager or networkd, rewritten when they change) and the user it sends its queries as
+RESOLVED_STUB = "127.0.0.53"
+RESOLVED_UPLINK_RESOLV = "/run/systemd/resolve/resolv.conf"
+RESOLVED_USER = "systemd-resolve"
 WIREGUARD = "/etc/wireguard"
 NFT_TABLE = "splitroute"  # table inet splitroute
 METRIC_PREFIX = "splitroute_"
@@ -30,6 +35,8 @@ CLIENT_DNS_DIR = ETC + "/dns"
 CLIENT_FRONT_CONF = CLIENT_DNS_DIR + "/front.conf"
 CLIENT_FRONT_SERVERS = CLIENT_DNS_DIR + "/front-servers.conf"
 CLIENT_RESOLV_BACKUP = ETC + "/resolv.conf.orig"
+# where the front resolver answers (resolv.conf names them; resolved forwards to the first)
+CLIENT_FRONT_ADDRESSES = ("127.0.0.1", "::1")
 CLIENT_ROTATE_STATE = RUN + "/client-rotate.json"
 # the boot shell script of releases before the host program (removed when found)
 CLIENT_LEGACY_ROUTING_SCRIPT = "/usr/local/sbin/splitroute-client-routing"

@@ -611,6 +611,8 @@ def test_state_absent_removes_everything_and_restores_resolv_conf(lab, exits):
         "/usr/local/sbin/splitroute-client-routing",
         "/usr/sbin/splitroute",
         "/usr/lib/splitroute",
+        "/etc/systemd/networkd.conf.d/splitroute.conf",
+        "/etc/systemd/resolved.conf.d/splitroute.conf",
     ):
         assert not client.file(path).exists, path
     # the host resolves and reaches everything directly again

@@ -141,6 +141,124 @@ def test_the_gateway_resolver_answers_its_peers_over_ipv6(lab):
     assert not any(names[VPN_CLIENT] in p.info for p in seen), seen
 
 
+# ---------------------------------------------------------------- client2: NetworkManager + resolved
+# client2 is set up as a laptop is (lab_networkmanager): NetworkManager takes its uplink by DHCP
+# from router-b and gives the DNS server it learns to systemd-resolved; resolv.conf is resolved's
+# stub link. The role leaves both so and sends resolved's every name to its front resolver.
+
+STUB_LINK = "../run/systemd/resolve/stub-resolv.conf"
+NM_PROFILE = "srlab-lan"
+DHCP_DNS_FILE = "/etc/dnsmasq.d/srlab-dhcp-dns.conf"  # lab/playbooks/tasks/dhcp.yml
+
+
+def link_dns(box):
+    """The DNS servers resolved has for client2's uplink (from NetworkManager)."""
+    out = box.check_output("resolvectl dns lan")
+    return out.split(":", 1)[1].split() if ":" in out else []
+
+
+def wait_link_dns(box, servers, timeout=40):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if link_dns(box) == servers:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def listed_names(tag):
+    """Fresh listed names (no cache holds them) and how each is asked: every way a program on a
+    resolved host asks (the stub through resolv.conf, 127.0.0.53 and 127.0.0.54 by hand, resolved's
+    own API)."""
+    return {
+        "a-%s.example.com" % tag: "getent ahosts a-%s.example.com" % tag,
+        "b-%s.example.com" % tag: "dig +time=3 +tries=1 @127.0.0.53 b-%s.example.com" % tag,
+        "c-%s.example.com" % tag: "dig +time=3 +tries=1 @127.0.0.54 c-%s.example.com AAAA" % tag,
+        "d-%s.cdn.example.org" % tag: "resolvectl query --cache=no d-%s.cdn.example.org" % tag,
+    }
+
+
+def resolve_on_the_laptop(lab, tag):
+    """Ask client2 for fresh listed names and one fresh unlisted name (u-TAG.example.net), capturing
+    its uplink and the gateway's; the DNS packets on the uplink and the text of the gateway's."""
+    box = lab.host(DIRECT_CLIENT)
+    uplink, gateway_wan = [], []
+    with lab.capture(GATEWAY, "wan", gateway_wan), lab.capture(DIRECT_CLIENT, "lan", uplink):
+        for command in listed_names(tag).values():
+            box.run(command)
+        unlisted = box.run("dig +time=3 +tries=1 @127.0.0.53 u-%s.example.net" % tag)
+        assert "status: NXDOMAIN" in unlisted.stdout, unlisted.stdout  # answered
+    dns = [p for p in parse_packets(uplink) if 53 in (p.sport, p.dport)]
+    return dns, "\n".join(gateway_wan)
+
+
+def assert_listed_names_took_the_tunnel(lab, tag, uplink_dns, gateway_text):
+    """None of the listed names on client2's uplink, every one of them asked from the gateway's
+    (client2 is in the direct class: the gateway's resolver asks the internet from its uplink)."""
+    leaked = [p for p in uplink_dns if tag in p.info and "u-%s" % tag not in p.info]
+    assert not leaked, leaked
+    missing = [name for name in listed_names(tag) if name + "." not in gateway_text]
+    assert not missing, (missing, gateway_text)
+
+
+def unlisted_servers(tag, uplink_dns):
+    """Where client2 sent its unlisted query."""
+    return {p.dst for p in uplink_dns if "u-%s" % tag in p.info and p.dport == 53}
+
+
+def test_the_resolved_host_keeps_its_stub_and_sends_listed_names_through_the_tunnel(lab, labels):
+    """resolv.conf is still resolved's stub link and NetworkManager still gives resolved its DNS
+    server; a listed name asked any way (resolv.conf, 127.0.0.53, 127.0.0.54, resolved's API) is
+    resolved through the tunnel only, and the unlisted one by the DNS server DHCP gave."""
+    box = lab.host(DIRECT_CLIENT)
+    dhcp_dns = lab.hostvars["inet"]["lab_dns_server"]["ipv4"]
+    assert box.check_output("readlink /etc/resolv.conf") == STUB_LINK
+    assert link_dns(box) == [dhcp_dns]
+    assert LISTED_ADDRESSES[4] in box.check_output("dig +short @127.0.0.53 %s" % LISTED)
+    tag = uuid.uuid4().hex[:8]
+    uplink_dns, gateway_text = resolve_on_the_laptop(lab, tag)
+    assert_listed_names_took_the_tunnel(lab, tag, uplink_dns, gateway_text)
+    assert unlisted_servers(tag, uplink_dns) == {dhcp_dns}, uplink_dns
+    assert echo(lab, DIRECT_CLIENT, LISTED) == labels["gateway"]["ipv4"]
+
+
+def test_a_networkmanager_reconnect_changes_nothing(lab, labels):
+    """nmcli connection down and up: the role's rules and blackhole stay, resolved still sends
+    every name to the front, listed names still take the tunnel (and their DNS), for both
+    families."""
+    box = lab.host(DIRECT_CLIENT)
+    before = box.check_output("ip rule show; ip -6 rule show; resolvectl dns; resolvectl domain")
+    box.check_output("nmcli connection down %s && nmcli connection up %s" % (NM_PROFILE, NM_PROFILE))
+    assert wait_link_dns(box, [lab.hostvars["inet"]["lab_dns_server"]["ipv4"]])
+    assert box.check_output("ip rule show; ip -6 rule show; resolvectl dns; resolvectl domain") == before
+    for family in (4, 6):
+        assert wait_for(lab, DIRECT_CLIENT, LISTED, labels["gateway"]["ipv%d" % family], family=family)
+    tag = uuid.uuid4().hex[:8]
+    uplink_dns, gateway_text = resolve_on_the_laptop(lab, tag)
+    assert_listed_names_took_the_tunnel(lab, tag, uplink_dns, gateway_text)
+
+
+def test_unlisted_names_follow_the_dns_server_dhcp_hands_out(lab):
+    """router-b hands out its own LAN resolver instead of the internet host's: at the next DHCP
+    renewal (no reconnect) NetworkManager gives it to resolved, and the front resolver, which reads
+    resolved's uplink list live, sends unlisted names there; listed names still take the tunnel."""
+    box, router = lab.host(DIRECT_CLIENT), lab.host("router-b")
+    lan_resolver = next(n["ipv4"] for n in lab.hostvars["router-b"]["lab_nics"] if n["name"] == "lan")
+    router.check_output("cp %s /run/srlab-dhcp-dns.conf" % DHCP_DNS_FILE)
+    router.check_output(
+        "echo dhcp-option=option:dns-server,%s > %s && systemctl restart dnsmasq" % (lan_resolver, DHCP_DNS_FILE)
+    )
+    try:
+        assert wait_link_dns(box, [lan_resolver]), link_dns(box)
+        tag = uuid.uuid4().hex[:8]
+        uplink_dns, gateway_text = resolve_on_the_laptop(lab, tag)
+        assert unlisted_servers(tag, uplink_dns) == {lan_resolver}, uplink_dns
+        assert_listed_names_took_the_tunnel(lab, tag, uplink_dns, gateway_text)
+    finally:
+        router.check_output("mv /run/srlab-dhcp-dns.conf %s && systemctl restart dnsmasq" % DHCP_DNS_FILE)
+    assert wait_link_dns(box, [lab.hostvars["inet"]["lab_dns_server"]["ipv4"]])
+
+
 def test_check_mode_reports_drift_and_changes_nothing(lab):
     """A hand-made change is reported by --check --diff, left as it is, and undone by
     the next run, even one limited to that host."""
@@ -317,6 +435,21 @@ def test_revert_removes_everything_and_traffic_goes_direct(lab):
         assert box.check_output(enabled).strip() == "", host
     assert echo(lab, VPN_CLIENT, LISTED) == lab.exit_of(VPN_CLIENT)["ipv4"]
     assert echo(lab, DIRECT_CLIENT, LISTED) == lab.exit_of(DIRECT_CLIENT)["ipv4"]
+    # the laptop's resolved as it was: the stub link, no global DNS, resolved's drop-in gone, and a
+    # listed name asked at 127.0.0.53 goes to the DNS server DHCP gave, on the uplink
+    laptop = lab.host(DIRECT_CLIENT)
+    assert laptop.check_output("readlink /etc/resolv.conf") == STUB_LINK
+    assert not laptop.file("/etc/systemd/resolved.conf.d/splitroute.conf").exists
+    status = laptop.check_output("resolvectl status")
+    assert "Global" in status and "127.0.0.1" not in status and "~example.com" not in status, status
+    assert link_dns(laptop) == [lab.hostvars["inet"]["lab_dns_server"]["ipv4"]]
+    tag = uuid.uuid4().hex[:8]
+    packets = []
+    with lab.capture(DIRECT_CLIENT, "lan", packets):
+        out = laptop.check_output("dig +time=3 +tries=1 @127.0.0.53 r-%s.example.com" % tag)
+    assert "status: NXDOMAIN" in out, out
+    asked = [p for p in parse_packets(packets) if "r-%s" % tag in p.info and p.dport == 53]
+    assert {p.dst for p in asked} == {lab.hostvars["inet"]["lab_dns_server"]["ipv4"]}, packets
     rc, out = run_playbook(REVERT, inventory=INVENTORY)
     assert rc == 0, failures(out)
     assert all(changed_tasks(out, host) == [] for host in (GATEWAY, VPN_CLIENT, DIRECT_CLIENT))

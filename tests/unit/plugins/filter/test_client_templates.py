@@ -95,16 +95,17 @@ def environment(guarded=True):
     return env
 
 
-def context(plan, settings, **extra):
+def context(plan, settings, resolved=False, **extra):
     names = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
     names = {k: v for k, v in names.items() if not (isinstance(v, (str, dict)) and "{{" in str(v))}
-    host = client_host_plan(plan, settings)
+    host = client_host_plan(plan, settings, resolved=resolved)
     # vars/main.yml takes these from the plan
     names.update(
         __splitroute_client_etc=host["paths"]["etc"],
         __splitroute_client_dns_dir=host["paths"]["dns_dir"],
         __splitroute_client_nft_file=host["nft"]["file"],
         __splitroute_client_nft_table=host["nft"]["table"],
+        __splitroute_client_dns=host["dns"],
     )
     return dict(
         names,
@@ -118,9 +119,12 @@ def context(plan, settings, **extra):
     )
 
 
-def renderings():
-    plan = client_plan(TUNNELS, SETTINGS)
-    settings = client_settings(SETTINGS)
+def renderings(resolved=False, upstream_dns=None):
+    """Every template rendered: RESOLVED, as on a host where systemd-resolved runs; UPSTREAM_DNS
+    instead of SETTINGS' (a list; None: SETTINGS')."""
+    given = dict(SETTINGS, upstream_dns=SETTINGS["upstream_dns"] if upstream_dns is None else upstream_dns)
+    plan = client_plan(TUNNELS, given)
+    settings = client_settings(given)
     env = environment()
     out = {}
     for name in (
@@ -128,21 +132,25 @@ def renderings():
         + tuple(p.name for p in (ROLE / "templates").glob("*.service.j2"))
         + tuple(p.name for p in (ROLE / "templates").glob("*.timer.j2"))
     ):
-        out[name] = env.get_template(name).render(context(plan, settings))
+        out[name] = env.get_template(name).render(context(plan, settings, resolved))
     for item in plan:
         for name in ("wg.conf.j2", "dnsmasq-back.conf.j2", "wg-quick-dropin.conf.j2"):
-            out["%s[%s]" % (name, item["name"])] = env.get_template(name).render(context(plan, settings, item=item))
+            out["%s[%s]" % (name, item["name"])] = env.get_template(name).render(
+                context(plan, settings, resolved, item=item)
+            )
     for name in ("networkd.conf.j2", "resolved.conf.j2"):
-        out[name] = env.get_template(name).render(context(plan, settings))
+        out[name] = env.get_template(name).render(context(plan, settings, resolved))
     # the multi-line values the collection's own filters make (JSON, the nftset/server lists)
     raw = environment(guarded=False)
     raw.filters["to_nice_json"] = lambda value, **kw: json.dumps(value, indent=4, **kw)
     raw.filters["splitroute.vpn.client_dnsmasq_text"] = client_dnsmasq_text
     for name in ("client.json.j2", "dnsmasq-front-servers.conf.j2"):
-        out[name] = raw.get_template(name).render(context(plan, settings))
+        out[name] = raw.get_template(name).render(context(plan, settings, resolved))
     for item in plan:
         name = "dnsmasq-back-nftset.conf.j2"
-        out["%s[%s]" % (name, item["name"])] = raw.get_template(name).render(context(plan, settings, item=item))
+        out["%s[%s]" % (name, item["name"])] = raw.get_template(name).render(
+            context(plan, settings, resolved, item=item)
+        )
     return out
 
 
@@ -171,6 +179,39 @@ def test_every_template_renders_with_no_value_adding_a_line():
     assert "Endpoint = [2001:db8::20]:51820\n" in wg0
     assert "server=2001:db8::53\n" in out["dnsmasq-front.conf.j2"]
     assert "redirect to :53" in out["client.nft.j2"] and "100.100.100.100" in out["client.nft.j2"]
+
+
+def directives(text):
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def test_local_dns_where_resolved_runs_and_where_it_does_not():
+    """Where resolved runs its stub keeps 127.0.0.53 and sends every name to the front (~. and each listed
+    domain as routing domains), the front reads resolved's uplink resolvers live, and the redirect leaves
+    resolved's own queries alone; where it does not, the front answers on 127.0.0.53 and resolved's stub
+    stays off should it start. Both send resolved to the front."""
+    plain = renderings(upstream_dns=[])
+    front = directives(plain["dnsmasq-front.conf.j2"])
+    assert "listen-address=127.0.0.1,::1,127.0.0.53" in front
+    assert "no-resolv" in front and "no-poll" in front and not any(d.startswith("resolv-file") for d in front)
+    assert "skuid systemd-resolve" not in plain["client.nft.j2"]
+    dropin = directives(plain["resolved.conf.j2"])
+    assert dropin == ["[Resolve]", "DNS=127.0.0.1", "Domains=~.", "Domains=~example.com", "Domains=~example.net",
+                      "DNSStubListener=no"]  # fmt: skip
+
+    live = renderings(resolved=True, upstream_dns=[])
+    front = directives(live["dnsmasq-front.conf.j2"])
+    assert "listen-address=127.0.0.1,::1" in front
+    assert "resolv-file=/run/systemd/resolve/resolv.conf" in front
+    assert "no-resolv" not in front and "no-poll" not in front  # both would stop it re-reading the file
+    assert not any(d.startswith("server=") and "/" not in d for d in front)  # no frozen upstreams
+    assert "meta skuid systemd-resolve return" in live["client.nft.j2"]
+    assert directives(live["resolved.conf.j2"]) == dropin[:-1]
+
+    # upstreams given: the front uses them, resolved or not
+    given = directives(renderings(resolved=True)["dnsmasq-front.conf.j2"])
+    assert "server=192.0.2.53" in given and "no-resolv" in given
+    assert not any(d.startswith("resolv-file") for d in given)
 
 
 def test_a_tunnel_without_ipv6_has_its_aaaa_answers_filtered():

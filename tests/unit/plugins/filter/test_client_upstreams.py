@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from ansible_collections.splitroute.vpn.plugins.filter.client_plan import client_key_args, client_upstreams
+from ansible_collections.splitroute.vpn.plugins.filter.client_plan import (
+    client_key_args,
+    client_upstreams,
+    resolv_nameservers,
+)
 
 RESOLV = """# from the host
 nameserver 127.0.0.53
@@ -34,6 +38,22 @@ def test_only_plain_addresses_other_than_the_loopback_are_read_each_once_in_orde
 
 def test_nothing_readable_is_an_empty_list_never_an_error():
     assert client_upstreams(["", None, 5, "nameserver 127.0.0.1\n"], None) == []
+
+
+def test_resolv_nameservers_reads_every_plain_address_in_order_the_loopback_too():
+    # what decides whether resolv.conf names resolved's stub alone (then it is left as it is)
+    assert resolv_nameservers(RESOLV) == [
+        "127.0.0.53",
+        "192.0.2.53",
+        "::1",
+        "2001:db8::53",
+        "192.0.2.53",
+        "198.51.100.1",
+    ]
+    assert resolv_nameservers("# resolved's stub file\nnameserver 127.0.0.53\noptions edns0 trust-ad\n") == [
+        "127.0.0.53"
+    ]
+    assert resolv_nameservers(None) == resolv_nameservers("") == []
 
 
 def test_key_args_give_every_tunnel_in_order_with_an_empty_key_where_none_is_given():
