@@ -74,7 +74,7 @@ import re
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.datatag import native_type_name
 
-from ansible_collections.splitroute.vpn.plugins.module_utils import _names
+from ansible_collections.splitroute.vpn.plugins.module_utils import _names, _releases
 from ansible_collections.splitroute.vpn.plugins.module_utils._dnsmasq import (
     InputError,
     compile_config,
@@ -700,6 +700,8 @@ def client_dns(tunnels, settings, resolved):
         "resolved_user": _names.RESOLVED_USER if resolved else None,
         "resolved_dns": front[0],
         "resolved_domains": ["~."] + ["~" + d for d in domains],
+        # how a changed drop-in is applied where resolved runs (252 has no reload: _releases)
+        "resolved_apply": _releases.RESOLVED_APPLY,
     }
 
 

@@ -32,6 +32,7 @@ import traceback
 import unicodedata
 
 from ansible_collections.splitroute.vpn.plugins.module_utils._netns import enter_netns
+from ansible_collections.splitroute.vpn.plugins.module_utils._releases import dnsmasq_test_argv
 from ansible_collections.splitroute.vpn.plugins.module_utils._validate import (
     Errors,
     check_netns_name,
@@ -667,11 +668,9 @@ class DnsmasqNftset:
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-            # --test does not read a servers-file (dnsmasq 2.90): also give the file as a conf-file,
+            # --test does not read a servers-file (_releases): the file goes as a conf-file too,
             # where server= lines mean the same, so that every line is really parsed.
-            cmd = [binary, "--test", "--conf-file=%s" % tmp]
-            if self.layout == FRONT:
-                cmd.append("--servers-file=%s" % tmp)
+            cmd = dnsmasq_test_argv(binary, tmp, servers_file=self.layout == FRONT)
             rc, out, err = self.module.run_command(cmd, environ_update={"LC_ALL": "C"})
         finally:
             os.unlink(tmp)

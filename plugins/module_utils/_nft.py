@@ -112,7 +112,7 @@ class Nft:
 
     def run_native(self, text):
         """One transaction in nft's own syntax, for what nftables 1.0.6's JSON parser drops
-        (set comment and auto-merge). Callers build TEXT only from validated values."""
+        (_releases.NFT_JSON_DROPS). Callers build TEXT only from validated values."""
         rc, err = self.backend.run_native(text)
         if rc != 0:
             raise NftError((err or "nft failed with status %s" % rc).strip())

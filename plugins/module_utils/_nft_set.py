@@ -17,6 +17,7 @@ from ansible_collections.splitroute.vpn.plugins.module_utils._nft import (
     make_backend,
     parse_duration,
 )
+from ansible_collections.splitroute.vpn.plugins.module_utils._releases import nft_json_drops
 from ansible_collections.splitroute.vpn.plugins.module_utils._validate import check_netns_name, check_nft_name
 
 ELEMENT_TYPES = ("ipv4_addr", "ipv6_addr", "ether_addr", "inet_service", "inet_proto", "mark", "ifname")
@@ -511,7 +512,7 @@ class NftSet:
         old set, with its elements and their expiry, because the kernel aborted the whole batch."""
         try:
             if self._needs_native(commands):
-                # nftables 1.0.6 drops a set's comment and auto-merge from JSON input (measured):
+                # nftables 1.0.6 drops a set's comment and auto-merge from JSON input (_releases):
                 # then the whole transaction goes in nft syntax, still as one batch.
                 nft.run_native(self._native_text(commands))
             else:
@@ -522,8 +523,7 @@ class NftSet:
             )
 
     def _needs_native(self, commands):
-        p = self.params
-        if not (p["auto_merge"] or p["comment"] is not None):
+        if not nft_json_drops(self.params):
             return False
         return any("add" in c and "set" in c["add"] for c in commands)
 

@@ -5,7 +5,7 @@
 
 Messages are built with pyroute2's netlink classes and sent with ``nlm_request``, which
 behaves the same in pyroute2 0.7 (Debian 12) and 0.9; the keyword helpers of
-``IPRoute.rule()``/``route()`` differ between those versions.
+``IPRoute.rule()``/``route()`` differ between those versions (_releases).
 
 A run never leaves a table worse than it found it: new routes go in before old ones go
 (an atomic replace where one route takes another's place), and when the kernel refuses a

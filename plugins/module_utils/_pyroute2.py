@@ -8,6 +8,8 @@ from __future__ import annotations
 import traceback
 from importlib.metadata import version as metadata_version
 
+from ansible_collections.splitroute.vpn.plugins.module_utils._releases import PYROUTE2_MIN_VERSION
+
 try:
     import pyroute2
     from pyroute2 import IPRoute, NetlinkError
@@ -21,7 +23,7 @@ except ImportError:
     HAS_PYROUTE2 = False
     PYROUTE2_IMPORT_ERROR = traceback.format_exc()
 
-MIN_VERSION = (0, 7, 2)
+MIN_VERSION = PYROUTE2_MIN_VERSION
 
 __all__ = ["HAS_PYROUTE2", "MIN_VERSION", "IPRoute", "NetlinkError", "collect", "pyroute2", "require_pyroute2"]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -24,6 +25,10 @@ from conftest import changed_tasks as lab_changed_tasks
 from conftest import failures, in_network, parse_packets, run_playbook
 
 ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
+
+import _releases  # noqa: E402  (what differs between the supported releases; imports no ansible)
+
 CONVERGE = ROOT / "molecule" / "client" / "converge.yml"
 CLIENT = "client"
 ROUTER = "router-a"
@@ -85,6 +90,48 @@ def test_the_client_runs_the_debian_release_of_its_scenario(lab):
     release = lab.host(CLIENT).file("/etc/os-release").content_string
     codename = re.search(r"^VERSION_CODENAME=(\S+)$", release, re.M)
     assert codename and codename.group(1) == lab.suite(CLIENT), release
+
+
+def test_the_release_facts_hold_on_this_host(lab):
+    """plugins/module_utils/_releases.py, measured on the client host (Debian 13 in this scenario,
+    12 in client-debian12): the versions it names, nftables' JSON input dropping (1.0.6) or keeping
+    (1.1.3) a set's comment, dnsmasq --test not reading a servers-file, and the role's installed
+    units passing systemd-analyze verify with no unknown option."""
+    client = lab.host(CLIENT)
+    release = client.check_output(". /etc/os-release && echo $VERSION_CODENAME")
+    want = _releases.RELEASES[release]
+    assert client.check_output("nft --version").split()[1].lstrip("v") == want["nftables"]
+    assert client.check_output("dnsmasq --version").split()[2] == want["dnsmasq"]
+    assert int(client.check_output("systemctl --version").split()[1]) == want["systemd"]
+    pyroute2 = client.check_output("dpkg-query -W -f '${Version}' python3-pyroute2")
+    assert pyroute2.startswith(want["pyroute2"] + "."), pyroute2
+    # nftables: a set with a comment, given as JSON
+    add = {"nftables": [
+        {"add": {"table": {"family": "inet", "name": "srrelease"}}},
+        {"add": {"set": {"family": "inet", "table": "srrelease", "name": "s", "type": "ipv4_addr",
+                         "comment": "kept"}}},
+    ]}  # fmt: skip
+    try:
+        client.check_output("echo '%s' | nft -j -f -" % json.dumps(add))
+        listed = client.check_output("nft list set inet srrelease s")
+    finally:
+        client.run("nft delete table inet srrelease")
+    assert ('comment "kept"' in listed) == want["nft_json_keeps_set_comment"], listed
+    assert set(_releases.NFT_JSON_DROPS) == {"comment", "auto-merge"}
+    # dnsmasq: a servers-file line --test would refuse as a conf-file line
+    client.check_output("echo 'server=/x.example/not-an-address' > /run/srrelease.conf")
+    try:
+        as_servers = client.run("dnsmasq --test --conf-file=/dev/null --servers-file=/run/srrelease.conf")
+        as_conf = client.run(" ".join(_releases.dnsmasq_test_argv("dnsmasq", "/run/srrelease.conf", True)))
+    finally:
+        client.run("rm -f /run/srrelease.conf")
+    assert (as_servers.rc != 0) == _releases.DNSMASQ_TEST_READS_SERVERS_FILE, as_servers.stderr
+    assert as_conf.rc != 0, as_conf.stdout
+    # systemd: every option of the role's units is known here
+    units = client.check_output("ls /etc/systemd/system/ | grep -E '^splitroute-.*[.](service|timer)$'").split()
+    units = [u.replace("@.service", "@wg0.service") for u in units]
+    verify = client.run("systemd-analyze verify %s" % " ".join(units))
+    assert verify.rc == 0 and "nknown" not in verify.stderr, verify.stderr
 
 
 @pytest.mark.parametrize("family", [4, 6])
@@ -196,10 +243,31 @@ def wait_networkd_configured(client):
     pytest.fail("networkd did not configure lan again: %s" % networkd_links(client))
 
 
+def dhcp_lifetime(client):
+    """The valid lifetime left of the uplink's IPv4 address (a DHCP lease from router-a)."""
+    match = re.search(r"valid_lft (\d+)sec", client.check_output("ip -4 -o address show dev lan"))
+    assert match, "the uplink's IPv4 address is not from DHCP"
+    return int(match.group(1))
+
+
+def wait_dhcp_renewal(client, timeout=30):
+    """Until networkd renews the uplink's lease (router-a asks for it every 10 s: T1)."""
+    last = dhcp_lifetime(client)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = dhcp_lifetime(client)
+        if now > last:
+            return
+        last = now
+    pytest.fail("no DHCP renewal in %d s" % timeout)
+
+
 def test_rules_routes_and_blackholes_survive_a_networkd_restart(lab, exits):
-    """systemd-networkd manages the client's uplink (lab_networkd): restarting it, which drops the
-    rules and routes it did not make where it is let (measured), leaves the role's rules, tables and
-    blackholes as they were, and a tunnel taken down after it still fails closed."""
+    """systemd-networkd manages the client's uplink (lab_networkd, IPv4 by DHCP): restarting it,
+    which drops the rules and routes it did not make where it is let (measured), and a lease
+    renewal after that leave the role's rules, tables and blackholes as they were, and a tunnel
+    taken down after them still fails closed."""
     client = lab.host(CLIENT)
     assert networkd_links(client).split()[-1] == "configured", networkd_links(client)
     state = "ip rule; ip -6 rule; ip route show table all | grep -E 'table 10[01] '; ip -6 route show table all"
@@ -208,6 +276,8 @@ def test_rules_routes_and_blackholes_survive_a_networkd_restart(lab, exits):
     assert "blackhole" in before and "fwmark" in before, before
     client.check_output("systemctl restart systemd-networkd.service")
     wait_networkd_configured(client)
+    assert client.check_output(state) == before
+    wait_dhcp_renewal(client)
     assert client.check_output(state) == before
     client.check_output("systemctl stop wg-quick@wg0.service")
     try:
@@ -575,7 +645,7 @@ def test_without_the_drop_in_a_networkd_restart_drops_the_roles_rules(lab):
     (measured): no control there. (Just before state absent, which removes the rest.)"""
     client = lab.host(CLIENT)
     systemd = int(client.check_output("systemctl --version").split()[1])
-    if systemd < 257:
+    if systemd < _releases.NETWORKD_DROPS_FOREIGN_RULES_SINCE:
         pytest.skip("systemd %d's networkd keeps foreign rules across a restart (measured on 252)" % systemd)
     dropin = host_plan(client)["paths"]["networkd_dropin"]
     assert client.file(dropin).exists
