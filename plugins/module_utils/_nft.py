@@ -111,7 +111,7 @@ class Nft:
         return out
 
     def run_native(self, text):
-        """One transaction in nft's own syntax, for what nftables 1.0.6's JSON parser drops
+        """One transaction in nft's own syntax, for what nftables' JSON parser drops
         (_releases.NFT_JSON_DROPS). Callers build TEXT only from validated values."""
         rc, err = self.backend.run_native(text)
         if rc != 0:

@@ -512,7 +512,7 @@ class NftSet:
         old set, with its elements and their expiry, because the kernel aborted the whole batch."""
         try:
             if self._needs_native(commands):
-                # nftables 1.0.6 drops a set's comment and auto-merge from JSON input (_releases):
+                # nftables drops a set's comment (and 1.0.6 auto-merge) from JSON input (_releases):
                 # then the whole transaction goes in nft syntax, still as one batch.
                 nft.run_native(self._native_text(commands))
             else:

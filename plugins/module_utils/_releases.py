@@ -13,37 +13,39 @@ which runs on both). Nothing here imports ansible.
 
 from __future__ import annotations
 
-# The releases, the versions the collection meets there, and whether nftables' JSON input keeps a
-# set's comment (see NFT_JSON_DROPS).
+# The releases, the versions the collection meets there (measured in the lab's images), and which of
+# NFT_JSON_DROPS nftables' JSON input keeps there.
 RELEASES = {
     "bookworm": {
         "debian": 12,
         "nftables": "1.0.6",
         "dnsmasq": "2.90",
-        "pyroute2": "0.7",
+        "pyroute2": "0.7.2",
         "systemd": 252,
-        "nft_json_keeps_set_comment": False,
+        "nft_json_keeps": (),
     },
     "trixie": {
         "debian": 13,
         "nftables": "1.1.3",
         "dnsmasq": "2.91",
-        "pyroute2": "0.9",
+        "pyroute2": "0.7.7",
         "systemd": 257,
-        "nft_json_keeps_set_comment": True,
+        "nft_json_keeps": ("auto-merge",),
     },
 }
 
-# nftables: the JSON parser of 1.0.6 drops a set's `comment` and its `auto-merge` flag (1.1.3 keeps
-# both). A transaction that adds a set with either goes in nft's own syntax, on every release.
+# nftables: the JSON parser drops a set's `comment` (1.0.6 and 1.1.3) and its `auto-merge` flag (1.0.6;
+# 1.1.3 keeps it), measured. A transaction that adds a set with either goes in nft's own syntax, on
+# every release.
 NFT_JSON_DROPS = ("comment", "auto-merge")
 
 # dnsmasq: `--test` parses the lines of a conf-file but not those of a servers-file (2.90 and 2.91):
 # a servers-file is checked as a conf-file too, where its server= lines mean the same.
 DNSMASQ_TEST_READS_SERVERS_FILE = False
 
-# pyroute2: the keyword helpers of IPRoute.rule() and route() differ between 0.7 and 0.9; messages are
-# built with the netlink classes and sent with nlm_request, which behave the same on both.
+# pyroute2: Debian ships 0.7 (0.7.2, 0.7.7); the keyword helpers of IPRoute.rule() and route() differ
+# between 0.7 and 0.9 (PyPI, an execution environment); messages are built with the netlink classes
+# and sent with nlm_request, which behave the same on all of them.
 PYROUTE2_MIN_VERSION = (0, 7, 2)
 
 # systemd-resolved: 252 has no reload ("Job type reload is not applicable"), 257 has; a changed

@@ -118,7 +118,7 @@ notes:
     kernel refuses part of it (for example an element of a set that O(state=overridden) recreates), the set
     stays exactly as it was, with its elements and their expiry. When O(comment) or O(auto_merge) is given for
     a set that must be created, the transaction is sent in nft syntax (nftables 1.0.6 drops both from JSON
-    input), still as one batch.
+    input, 1.1.3 the comment), still as one batch.
   - An empty O(netns) is an error, not the namespace the module runs in.
   - A wrong type (a list or a dictionary where a string is wanted, a string or a number where a list is wanted)
     fails with a message that names the option, before anything is looked at.

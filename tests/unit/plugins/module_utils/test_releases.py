@@ -30,6 +30,25 @@ def codename():
 
 
 HERE = _releases.RELEASES.get(codename())
+# a set with everything NFT_JSON_DROPS names, as JSON input
+NFT_SET_WITH_ALL = {
+    "nftables": [
+        {"add": {"table": {"family": "inet", "name": "srrelease"}}},
+        {
+            "add": {
+                "set": {
+                    "family": "inet",
+                    "table": "srrelease",
+                    "name": "s",
+                    "type": "ipv4_addr",
+                    "flags": ["interval"],
+                    "auto-merge": True,
+                    "comment": "kept",
+                }
+            }
+        },
+    ]
+}
 needs_release = pytest.mark.skipif(HERE is None, reason="not one of the supported releases")
 
 
@@ -38,7 +57,7 @@ def test_every_release_names_the_same_facts():
     assert len(keys) == 1 and {"debian", "nftables", "dnsmasq", "pyroute2", "systemd"} <= next(iter(keys))
     # the oldest release's versions are what the code must work with
     oldest = min(_releases.RELEASES.values(), key=lambda r: r["debian"])
-    assert _releases.PYROUTE2_MIN_VERSION[:2] <= tuple(int(p) for p in oldest["pyroute2"].split("."))
+    assert _releases.PYROUTE2_MIN_VERSION <= tuple(int(p) for p in oldest["pyroute2"].split("."))
 
 
 def test_dnsmasq_test_argv_checks_a_servers_file_as_a_conf_file_too():
@@ -71,20 +90,11 @@ def test_dnsmasq_test_does_not_read_a_servers_file_here(tmp_path):
 
 @needs_release
 @pytest.mark.skipif(shutil.which("nft") is None or os.geteuid() != 0, reason="needs nft and root")
-def test_nft_json_input_keeps_or_drops_a_set_comment_as_recorded_here():
+def test_nft_json_input_keeps_or_drops_what_is_recorded_here():
     assert HERE["nftables"] in run(["nft", "--version"]).stdout
-    add = {
-        "nftables": [
-            {"add": {"table": {"family": "inet", "name": "srrelease"}}},
-            {
-                "add": {
-                    "set": {"family": "inet", "table": "srrelease", "name": "s", "type": "ipv4_addr", "comment": "kept"}
-                }
-            },
-        ]
-    }
-    # in a network namespace of its own, gone with the command
     script = "nft -j -f - && nft list set inet srrelease s"
-    proc = run(["unshare", "--net", "sh", "-c", script], input=json.dumps(add))
+    # in a network namespace of its own, gone with the command
+    proc = run(["unshare", "--net", "sh", "-c", script], input=json.dumps(NFT_SET_WITH_ALL))
     assert proc.returncode == 0, proc.stderr
-    assert ('comment "kept"' in proc.stdout) == HERE["nft_json_keeps_set_comment"], proc.stdout
+    kept = {"comment": 'comment "kept"' in proc.stdout, "auto-merge": "auto-merge" in proc.stdout}
+    assert kept == {key: key in HERE["nft_json_keeps"] for key in _releases.NFT_JSON_DROPS}, proc.stdout
