@@ -60,6 +60,10 @@ UNRESOLVED = {
         None,  # a script the test writes that execs /usr/bin/python3
     ("plugins/module_utils/_dnsmasq.py", "binary"):
         "dnsmasq",  # dnsmasq_binary, default dnsmasq, looked up with get_bin_path
+    ("plugins/module_utils/_dnsmasq.py", "dnsmasq_test_argv(binary, tmp, servers_file=self.layout == FRONT)"):
+        "dnsmasq",  # _releases.dnsmasq_test_argv of dnsmasq_binary (default dnsmasq, get_bin_path)
+    ("tests/unit/plugins/module_utils/test_releases.py", "argv"):
+        ("dnsmasq", "nft", "unshare"),  # run()'s callers: dnsmasq --version/--test, nft --version, unshare
     ("plugins/module_utils/_nft.py", "self.binary"):
         "nft",  # get_bin_path("nft")
     ("plugins/module_utils/_dnsmasq.py", "self.binary"):
