@@ -82,6 +82,7 @@ from ansible_collections.splitroute.vpn.plugins.module_utils._dnsmasq import (
 )
 from ansible_collections.splitroute.vpn.plugins.module_utils._host import PLAN_VERSION
 from ansible_collections.splitroute.vpn.plugins.module_utils._host_client import ROTATE_MARGIN, prune, rotation
+from ansible_collections.splitroute.vpn.plugins.module_utils._lists import read_list
 from ansible_collections.splitroute.vpn.plugins.module_utils._validate import (
     check_ifname,
     check_nft_name,
@@ -374,8 +375,10 @@ def _domains(entries, errors):
     return out
 
 
-def _file_domains(raw, what, texts, errors):
-    entries = []
+def _file_lists(raw, what, texts, errors):
+    """The domains and networks of a tunnel's domain_files (read_list: every format it reads); an invalid
+    line is an error of its own, with its file and number (a controller file is input like inventory)."""
+    domains, networks = [], []
     for index, item in enumerate(errors.take(want_list(raw, what)) or []):
         where = "%s[%d]" % (what, index)
         path = errors.take(want_str(item, where))
@@ -385,11 +388,12 @@ def _file_domains(raw, what, texts, errors):
         if not isinstance(text, str):
             errors.append("%s: the file %r was not read" % (where, path))
             continue
-        for number, line in enumerate(text.splitlines(), 1):
-            domain = line.split("#", 1)[0].strip()
-            if domain:
-                entries.append(("%s (%s) line %d" % (where, path, number), domain))
-    return entries
+        content = read_list(text)
+        for number, reason in content.invalid:
+            errors.append("%s (%s) line %d: %s" % (where, path, number, reason))
+        domains += content.domains
+        networks += content.networks4 + content.networks6
+    return domains, networks
 
 
 def _tunnel(index, raw, settings, extra, texts, errors):
@@ -427,9 +431,12 @@ def _tunnel(index, raw, settings, extra, texts, errors):
         dns[addr.version].append(str(addr))
     plan["dns"] = dns[4] + dns[6]
 
+    file_domains, file_networks = _file_lists(raw.get("domain_files"), where + ".domain_files", texts, errors)
     nets = {4: [], 6: []}
     for net in _addresses(raw.get("networks"), where + ".networks", errors, parse_network):
         nets[net.version].append(str(net))
+    for net in file_networks:  # already canonical (read_list)
+        nets[ipaddress.ip_network(net).version].append(net)
     # the tunnel's DNS servers are reached through the tunnel: they are static members too
     nets[4] += ["%s/32" % a for a in dns[4]]
     nets[6] += ["%s/128" % a for a in dns[6]]
@@ -446,9 +453,8 @@ def _tunnel(index, raw, settings, extra, texts, errors):
         ("%s.domains[%d]" % (where, i), d)
         for i, d in enumerate(errors.take(want_list(raw.get("domains"), where + ".domains")) or [])
     ]
-    entries += _file_domains(raw.get("domain_files"), where + ".domain_files", texts, errors)
     entries += extra.get(name, []) if name is not None else []
-    plan["domains"] = sorted(set(_domains(entries, errors)))
+    plan["domains"] = sorted(set(_domains(entries, errors)) | set(file_domains))
     if plan["domains"] and not plan["dns"]:
         errors.append("%s: domains need dns: the resolver reached through the tunnel" % where)
 

@@ -5,6 +5,9 @@ one per WireGuard interface there, each with its own resolver and exit:
   - wg0 (endpoint wg0, resolver 10.99.0.1, exit vpn-endpoint): example.com, the
     static network 198.51.100.213/32 and everything user tunneluser sends;
   - wg1 (endpoint wg1, resolver 10.97.0.1, exit vpn-endpoint-2): www.example.net.
+The lists come from inventory and from domain files in published formats
+(molecule/client/files: a dnsmasq line and the network for wg0, a hosts-file line
+for wg1).
 The echo service answers with the address a request came from: each tunnel's
 exit for tunneled requests, router-a's for direct ones. Captures on the
 endpoint's interfaces show which tunnel a packet came through.
@@ -222,6 +225,7 @@ def test_stray_dns_is_answered_by_the_local_resolver(lab):
 
 
 def test_static_network_takes_the_tunnel(lab, exits):
+    """198.51.100.213/32 is a line of wg0's domain file (files/wg0.list), as lists publish networks."""
     assert echo(lab, "198.51.100.213", 4) == exits["wg0"]["ipv4"]
 
 

@@ -260,10 +260,28 @@ def test_a_string_for_a_domain_list_is_refused_never_split():
     assert "splitroute_client_domains__x: must be a dict" in message
 
 
+def test_domain_files_take_dnsmasq_and_hosts_lines_and_networks():
+    """A list as published elsewhere: its domains join the tunnel's, its networks its static networks."""
+    files = {
+        "lists/mixed.txt": (
+            "server=/srv.example/10.0.0.1\nnftset=/set.example/4#inet#t#s\n0.0.0.0 hosts.example\n"
+            "203.0.113.0/24\n2001:db8:5::/48  # a v6 range\nplain.example\n"
+        )
+    }
+    (plan,) = client_plan([tunnel(domains=[], domain_files=["lists/mixed.txt"])], SETTINGS, None, files)
+    assert plan["domains"] == ["hosts.example", "plain.example", "set.example", "srv.example"]
+    assert "203.0.113.0/24" in plan["networks4"] and "2001:db8:5::/48" in plan["networks6"]
+
+
 def test_a_domain_file_line_that_is_not_a_domain_names_the_file_and_line():
     files = {"f.txt": "ok.example\nbad/one\n"}
     message = refused([tunnel(domain_files=["f.txt"])], files=files)
     assert "splitroute_client_tunnels[0].domain_files[0] (f.txt) line 2" in message
+    # an injection attempt in any format is refused, with its line
+    files = {"f.txt": "server=/a.example,b/10.0.0.1\n0.0.0.0 x.example#\n10.0.0.1/8\n"}
+    message = refused([tunnel(domain_files=["f.txt"])], files=files)
+    for number in (1, 2, 3):
+        assert "(f.txt) line %d:" % number in message, message
     assert "splitroute_client_tunnels[0].domain_files: must be a list" in refused([tunnel(domain_files="f.txt")])
 
 
