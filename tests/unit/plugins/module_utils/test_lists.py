@@ -67,7 +67,7 @@ def test_networks_and_addresses_are_static_networks():
 )
 def test_a_line_that_is_not_an_entry_is_invalid_and_takes_nothing(line, reason):
     content = read_list("first.example\n" + line + "\nlast.example\n")
-    assert [n for n, _ in content.invalid] == [2], content.invalid
+    assert [number for number, _reason in content.invalid] == [2], content.invalid
     if reason:
         assert reason in content.invalid[0][1], content.invalid
     # nothing of the invalid line is taken, not even its valid names
