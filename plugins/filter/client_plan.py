@@ -378,7 +378,7 @@ def _domains(entries, errors):
 def _file_lists(raw, what, texts, errors):
     """The domains and networks of a tunnel's domain_files (read_list: every format it reads); an invalid
     line is an error of its own, with its file and number (a controller file is input like inventory)."""
-    domains, networks = [], []
+    domains, networks = [], {4: [], 6: []}
     for index, item in enumerate(errors.take(want_list(raw, what)) or []):
         where = "%s[%d]" % (what, index)
         path = errors.take(want_str(item, where))
@@ -392,7 +392,8 @@ def _file_lists(raw, what, texts, errors):
         for number, reason in content.invalid:
             errors.append("%s (%s) line %d: %s" % (where, path, number, reason))
         domains += content.domains
-        networks += content.networks4 + content.networks6
+        networks[4] += content.networks4
+        networks[6] += content.networks6
     return domains, networks
 
 
@@ -435,8 +436,8 @@ def _tunnel(index, raw, settings, extra, texts, errors):
     nets = {4: [], 6: []}
     for net in _addresses(raw.get("networks"), where + ".networks", errors, parse_network):
         nets[net.version].append(str(net))
-    for net in file_networks:  # already canonical (read_list)
-        nets[ipaddress.ip_network(net).version].append(net)
+    for version in (4, 6):  # already canonical (read_list)
+        nets[version] += file_networks[version]
     # the tunnel's DNS servers are reached through the tunnel: they are static members too
     nets[4] += ["%s/32" % a for a in dns[4]]
     nets[6] += ["%s/128" % a for a in dns[6]]

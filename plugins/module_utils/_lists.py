@@ -61,15 +61,6 @@ class ListContent:
             self._seen.add((kind, value))
             getattr(self, kind).append(value)
 
-    def as_dict(self):
-        return {
-            "domains": list(self.domains),
-            "networks4": list(self.networks4),
-            "networks6": list(self.networks6),
-            "invalid": [list(item) for item in self.invalid],
-            "lines": self.lines,
-        }
-
 
 def _strip_comment(line):
     """LINE without its comment: from a # at its start or after whitespace (a # inside a word stays and makes

@@ -192,7 +192,7 @@ def resolve_on_the_laptop(lab, tag):
     return dns, "\n".join(gateway_wan)
 
 
-def assert_listed_names_took_the_tunnel(lab, tag, uplink_dns, gateway_text):
+def assert_listed_names_took_the_tunnel(tag, uplink_dns, gateway_text):
     """None of the listed names on client2's uplink, every one of them asked from the gateway's
     (client2 is in the direct class: the gateway's resolver asks the internet from its uplink)."""
     leaked = [p for p in uplink_dns if tag in p.info and "u-%s" % tag not in p.info]
@@ -217,7 +217,7 @@ def test_the_resolved_host_keeps_its_stub_and_sends_listed_names_through_the_tun
     assert LISTED_ADDRESSES[4] in box.check_output("dig +short @127.0.0.53 %s" % LISTED)
     tag = uuid.uuid4().hex[:8]
     uplink_dns, gateway_text = resolve_on_the_laptop(lab, tag)
-    assert_listed_names_took_the_tunnel(lab, tag, uplink_dns, gateway_text)
+    assert_listed_names_took_the_tunnel(tag, uplink_dns, gateway_text)
     assert unlisted_servers(tag, uplink_dns) == {dhcp_dns}, uplink_dns
     assert echo(lab, DIRECT_CLIENT, LISTED) == labels["gateway"]["ipv4"]
 
@@ -235,10 +235,10 @@ def test_a_networkmanager_reconnect_changes_nothing(lab, labels):
         assert wait_for(lab, DIRECT_CLIENT, LISTED, labels["gateway"]["ipv%d" % family], family=family)
     tag = uuid.uuid4().hex[:8]
     uplink_dns, gateway_text = resolve_on_the_laptop(lab, tag)
-    assert_listed_names_took_the_tunnel(lab, tag, uplink_dns, gateway_text)
+    assert_listed_names_took_the_tunnel(tag, uplink_dns, gateway_text)
 
 
-def test_unlisted_names_follow_the_dns_server_dhcp_hands_out(lab):
+def test_unlisted_names_follow_the_dns_server_dhcp_hands_out(lab, labels):
     """router-b hands out its own LAN resolver instead of the internet host's: at the next DHCP
     renewal (no reconnect) NetworkManager gives it to resolved, and the front resolver, which reads
     resolved's uplink list live, sends unlisted names there; listed names still take the tunnel."""
@@ -253,7 +253,10 @@ def test_unlisted_names_follow_the_dns_server_dhcp_hands_out(lab):
         tag = uuid.uuid4().hex[:8]
         uplink_dns, gateway_text = resolve_on_the_laptop(lab, tag)
         assert unlisted_servers(tag, uplink_dns) == {lan_resolver}, uplink_dns
-        assert_listed_names_took_the_tunnel(lab, tag, uplink_dns, gateway_text)
+        assert_listed_names_took_the_tunnel(tag, uplink_dns, gateway_text)
+        # and the renewal left the routing alone: listed traffic still leaves by the gateway
+        for family in (4, 6):
+            assert echo(lab, DIRECT_CLIENT, LISTED, family=family) == labels["gateway"]["ipv%d" % family]
     finally:
         router.check_output("mv /run/srlab-dhcp-dns.conf %s && systemctl restart dnsmasq" % DHCP_DNS_FILE)
     assert wait_link_dns(box, [lab.hostvars["inet"]["lab_dns_server"]["ipv4"]])
