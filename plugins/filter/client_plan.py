@@ -69,18 +69,20 @@ _value:
 import base64
 import ipaddress
 import json
+import posixpath
 import re
 
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.datatag import native_type_name
 
-from ansible_collections.splitroute.vpn.plugins.module_utils import _names, _releases
+from ansible_collections.splitroute.vpn.plugins.module_utils import _lists, _names, _releases
 from ansible_collections.splitroute.vpn.plugins.module_utils._dnsmasq import (
     InputError,
     compile_config,
     normalize_domain,
 )
-from ansible_collections.splitroute.vpn.plugins.module_utils._host import PLAN_VERSION
+from ansible_collections.splitroute.vpn.plugins.module_utils._fetch import check_url, normalize_pin
+from ansible_collections.splitroute.vpn.plugins.module_utils._host import PLAN_VERSION, PROGRAM
 from ansible_collections.splitroute.vpn.plugins.module_utils._host_client import ROTATE_MARGIN, prune, rotation
 from ansible_collections.splitroute.vpn.plugins.module_utils._lists import read_list
 from ansible_collections.splitroute.vpn.plugins.module_utils._validate import (
@@ -108,9 +110,13 @@ _ENDPOINT = re.compile(r"(?:\[(?P<v6>[^\]]*)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<por
 _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _WG_KEY = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
 _KNOWN = {
-    "name", "address", "private_key", "peer", "mtu", "dns", "domains", "domain_files", "networks",
-    "users", "ports", "fwmark", "table", "priority", "back_port",
+    "name", "address", "private_key", "peer", "mtu", "dns", "domains", "domain_files", "domain_sources",
+    "networks", "users", "ports", "fwmark", "table", "priority", "back_port",
 }  # fmt: skip
+_SOURCE_KNOWN = {"url", "path", "interval", "timeout", "max_bytes", "max_invalid", "ca", "sha256"}
+_DURATION = re.compile(r"^([0-9]+)\s*([smhd]?)$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----")
 _PEER_KNOWN = {"public_key", "endpoint", "preshared_key", "allowed_ips", "persistent_keepalive"}
 _PORT_KNOWN = {"proto", "port"}
 _DEFAULT_ALLOWED = ["0.0.0.0/0", "::/0"]
@@ -397,6 +403,90 @@ def _file_lists(raw, what, texts, errors):
     return domains, networks
 
 
+def _duration(value, what, lo, hi, errors):
+    """Seconds from an int or a string like 90, 90s, 30m, 6h, 1d."""
+    if isinstance(value, str):
+        match = _DURATION.match(value.strip())
+        if not match:
+            errors.append("%s %r: a number of seconds or a duration like 30m, 6h, 1d" % (what, value))
+            return None
+        value = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    return errors.take(want_int(value, what, lo, hi))
+
+
+def _sources(raw, what, tunnel, errors):
+    """A tunnel's domain_sources: URLs (http, https) and files on the host, each with its refresh interval and
+    limits (_lists.SOURCE_DEFAULTS), checked here so the host program takes them as they are."""
+    out = []
+    for index, given in enumerate(errors.take(want_list(raw, what)) or []):
+        where = "%s[%d]" % (what, index)
+        item = {"path" if given.startswith("/") else "url": given} if isinstance(given, str) else given
+        if not isinstance(item, dict):
+            errors.append(
+                "%s: a URL, an absolute path or a dict with url or path, not %s" % (where, native_type_name(item))
+            )
+            continue
+        unknown = sorted(map(str, set(item) - _SOURCE_KNOWN))
+        if unknown:
+            errors.append("%s: unknown keys %s" % (where, ", ".join(unknown)))
+        if ("url" in item) == ("path" in item):
+            errors.append("%s: one of url or path" % where)
+            continue
+        source = {}
+        if "url" in item:
+            try:
+                scheme = check_url(item["url"])[0]
+            except ValueError as exc:
+                errors.append("%s.url: %s" % (where, exc))
+                continue
+            source["url"] = item["url"]
+        else:
+            path = item["path"]
+            if (
+                not isinstance(path, str)
+                or not path.startswith("/")
+                or posixpath.normpath(path) != path
+                or any(ch.isspace() or ord(ch) < 32 for ch in path)
+            ):
+                errors.append("%s.path %r: an absolute, normal path on the host without whitespace" % (where, path))
+                continue
+            scheme = "file"
+            source["path"] = path
+        source["id"] = _lists.source_id(tunnel or "", source.get("url") or source.get("path"))
+        defaults = _lists.SOURCE_DEFAULTS
+        source["interval"] = _duration(
+            item.get("interval", defaults["interval"]), where + ".interval", _lists.MIN_INTERVAL, 366 * 86400, errors
+        )
+        source["timeout"] = _duration(item.get("timeout", defaults["timeout"]), where + ".timeout", 1, 600, errors)
+        source["max_bytes"] = errors.take(
+            want_int(item.get("max_bytes", defaults["max_bytes"]), where + ".max_bytes", 1, 1 << 30)
+        )
+        source["max_invalid"] = errors.take(
+            want_int(item.get("max_invalid", defaults["max_invalid"]), where + ".max_invalid", 0, 10000000)
+        )
+        for key in ("ca", "sha256"):
+            if item.get(key) is not None and scheme != "https":
+                errors.append("%s.%s: only for an https URL" % (where, key))
+        ca = item.get("ca")
+        if ca is not None:
+            if not isinstance(ca, str) or not _PEM_CERT.search(ca):
+                errors.append("%s.ca: the CA's certificate(s) in PEM (-----BEGIN CERTIFICATE-----...)" % where)
+            else:
+                source["ca"] = ca
+        if item.get("sha256") is not None:
+            try:
+                source["sha256"] = normalize_pin(item["sha256"])
+            except ValueError as exc:
+                errors.append("%s.sha256: %s" % (where, exc))
+        out.append(source)
+    ids = [s["id"] for s in out]
+    for sid in sorted({i for i in ids if ids.count(i) > 1}):
+        errors.append(
+            "%s: the same source twice (%s)" % (what, next(s.get("url") or s["path"] for s in out if s["id"] == sid))
+        )
+    return out
+
+
 def _tunnel(index, raw, settings, extra, texts, errors):
     where = "%s[%d]" % (TUNNELS, index)
     if not isinstance(raw, dict):
@@ -458,6 +548,9 @@ def _tunnel(index, raw, settings, extra, texts, errors):
     plan["domains"] = sorted(set(_domains(entries, errors)) | set(file_domains))
     if plan["domains"] and not plan["dns"]:
         errors.append("%s: domains need dns: the resolver reached through the tunnel" % where)
+    plan["sources"] = _sources(raw.get("domain_sources"), where + ".domain_sources", name, errors)
+    if plan["sources"] and not plan["dns"]:
+        errors.append("%s: domain_sources need dns: the resolver reached through the tunnel" % where)
 
     def number(key, default, lo, hi):
         """An optional number: null or absent takes the default (none when its base setting is invalid)."""
@@ -482,6 +575,8 @@ def _tunnel(index, raw, settings, extra, texts, errors):
     plan["sets6"] = _names.dns_sets(name, 6)
     plan["net4"] = _names.net_set(name, 4)
     plan["net6"] = _names.net_set(name, 6)
+    plan["src4"] = _names.src_set(name, 4)
+    plan["src6"] = _names.src_set(name, 6)
     return plan
 
 
@@ -657,8 +752,8 @@ def client_trees(tunnels, with_dns):
             "files": [
                 entry(etc, _names.CLIENT_PLAN, "client.json.j2"),
                 entry(etc, _names.CLIENT_NFT_FILE, "client.nft.j2"),
+                # (its servers-file is written by `splitroute apply`: the listed domains and the sources')
                 entry(etc, _names.CLIENT_FRONT_CONF, "dnsmasq-front.conf.j2"),
-                entry(etc, _names.CLIENT_FRONT_SERVERS, "dnsmasq-front-servers.conf.j2"),
             ]
             + [entry(etc, _names.back_files(name)[0], "dnsmasq-back.conf.j2", tunnel=name) for name in with_dns]
             + [entry(etc, _names.back_files(name)[1], "dnsmasq-back-nftset.conf.j2", tunnel=name) for name in with_dns],
@@ -712,6 +807,13 @@ def client_dns(tunnels, settings, resolved):
     }
 
 
+def lists_tick(tunnels):
+    """Seconds between two runs of `splitroute refresh`: the shortest interval of any source, 5 s to 5 min
+    (an hour when no tunnel has a source)."""
+    intervals = [s["interval"] for t in tunnels for s in t.get("sources", [])]
+    return max(_lists.MIN_INTERVAL, min(300, *intervals)) if intervals else 3600
+
+
 def client_host_plan(tunnels, settings, resolved=False):
     """The plan the role renders to /etc/splitroute/client.json: CLIENT_PLAN's tunnels and CLIENT_SETTINGS'
     settings (both already checked), with every list the tasks, the templates and the host program take from it
@@ -737,6 +839,13 @@ def client_host_plan(tunnels, settings, resolved=False):
             back_groups[t["name"]] = [{"name": t["name"], "domains": [], "sets": sets, "servers": t["dns"]}]
     with_dns = [t["name"] for t in tunnels if t["dns"]]
     base = settings["priority_base"]
+    front_groups = [
+        {"name": t["name"], "domains": t["domains"], "back_server": "127.0.0.1#%d" % t["back_port"]}
+        for t in tunnels
+        if t["domains"] or t.get("sources")
+    ]
+    # the static part of the servers-file compiles here, before anything changes (the host compiles the rest)
+    client_dnsmasq_text([g for g in front_groups if g["domains"]], "front")
     return {
         "role": "client",
         "version": PLAN_VERSION,
@@ -755,6 +864,7 @@ def client_host_plan(tunnels, settings, resolved=False):
             "resolved_dropin": _names.RESOLVED_DROPIN,
             "resolv_backup": _names.CLIENT_RESOLV_BACKUP,
             "rotate_state": _names.CLIENT_ROTATE_STATE,
+            "program": PROGRAM,
             "legacy_routing_script": _names.CLIENT_LEGACY_ROUTING_SCRIPT,
         },
         "rotation": rotation(settings["max_cache_ttl"], settings["max_ttl"]),
@@ -772,11 +882,14 @@ def client_host_plan(tunnels, settings, resolved=False):
             ),
         },
         "dns": client_dns(tunnels, settings, resolved),
-        "front_groups": [
-            {"name": t["name"], "domains": t["domains"], "back_server": "127.0.0.1#%d" % t["back_port"]}
-            for t in tunnels
-            if t["domains"]
-        ],
+        # the front resolver's groups with the domains of inventory and controller files; `splitroute apply`
+        # adds the sources' domains and writes the servers-file
+        "front_groups": front_groups,
+        "lists": {
+            "dir": _names.CLIENT_LISTS_DIR,
+            # how often the timer runs `splitroute refresh` (each source is fetched when its interval passed)
+            "tick": lists_tick(tunnels),
+        },
         "back_groups": back_groups,
         "units": {
             "files": list(_names.CLIENT_UNIT_FILES),
@@ -785,11 +898,11 @@ def client_host_plan(tunnels, settings, resolved=False):
             + [_names.back_unit(n) for n in with_dns]
             + [_names.FRONT_UNIT]
             + [_names.wg_unit(t["name"]) for t in tunnels]
-            + [_names.ROTATE_TIMER],
+            + [_names.ROTATE_TIMER, _names.LISTS_TIMER],
             # restarted (reloaded) after a run changed one of these files (unit_states)
             "triggers": _names.client_unit_triggers([t["name"] for t in tunnels], with_dns),
             # stopped and disabled on removal, in the reverse of the boot order
-            "stop": [_names.ROTATE_TIMER, _names.ROTATE_UNIT, _names.FRONT_UNIT]
+            "stop": [_names.LISTS_TIMER, _names.LISTS_UNIT, _names.ROTATE_TIMER, _names.ROTATE_UNIT, _names.FRONT_UNIT]
             + [_names.back_unit(n) for n in with_dns]
             + [_names.CLIENT_UNIT],
         },

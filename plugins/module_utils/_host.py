@@ -59,13 +59,28 @@ def load_plan(role, plan_dir=None):
         return None
     except (OSError, ValueError) as exc:
         raise HostError("%s: cannot be read: %s" % (path, exc)) from exc
+    return check_plan(plan, role, path)
+
+
+def check_plan(plan, role, where):
+    """PLAN when it is a plan of ROLE this program reads; raises HostError naming WHERE."""
     if not isinstance(plan, dict) or plan.get("role") != role:
-        raise HostError("%s: not a plan of role %s (no \"role\": %r)" % (path, role, role))
+        raise HostError("%s: not a plan of role %s (no \"role\": %r)" % (where, role, role))
     if plan.get("version") != PLAN_VERSION:
         raise HostError(
-            "%s: plan version %r, this program reads %d: run the role again" % (path, plan.get("version"), PLAN_VERSION)
+            "%s: plan version %r, this program reads %d: run the role again"
+            % (where, plan.get("version"), PLAN_VERSION)
         )
     return plan
+
+
+def _setup(command):
+    """A role command's argument setup: COMMANDS values are fn or (setup(parser), fn)."""
+    return command[0] if isinstance(command, tuple) else None
+
+
+def _function(command):
+    return command[1] if isinstance(command, tuple) else command
 
 
 class Backend:
@@ -150,14 +165,22 @@ def main(argv=None, log=_log):
                 names.setdefault(name, []).append(role)
     for name in sorted(names):
         cmd = sub.add_parser(name, help="run %s for %s" % (name, ", ".join(names[name])))
-        cmd.add_argument("--json", action="store_true", help="print JSON")
-        cmd.add_argument("--textfile", default=None, help="write Prometheus metrics to this path (atomic)")
+        setups = {_setup(role_commands(role)[name]) for role in names[name]} - {None}
+        for setup in setups:
+            setup(cmd)
+        if not setups:
+            cmd.add_argument("--json", action="store_true", help="print JSON")
+            cmd.add_argument("--textfile", default=None, help="write Prometheus metrics to this path (atomic)")
     args = parser.parse_args(argv)
 
     try:
         # with --role, another role's plan (even a broken one) is not read
         plans = {role: load_plan(role, args.plan_dir) if args.role in (None, role) else None for role in ROLES}
-    except HostError as exc:
+        if getattr(args, "plan_stdin", False):
+            if args.role is None:
+                raise HostError("--plan-stdin needs --role")
+            plans[args.role] = check_plan(json.load(sys.stdin), args.role, "the plan on stdin")
+    except (HostError, ValueError) as exc:
         log("splitroute: %s" % exc)
         return 2
     if args.role is not None:
@@ -186,7 +209,7 @@ def main(argv=None, log=_log):
 
     status = 0
     for role in (args.role,) if args.role else ROLES:
-        fn = role_commands(role).get(args.command)
+        fn = _function(role_commands(role).get(args.command))
         if fn is None or plans[role] is None:
             continue
         try:

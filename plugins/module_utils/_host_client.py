@@ -18,6 +18,8 @@ the sets, on any kernel (nothing relies on a re-add refreshing an element's time
 state (the time of the last flush and the next generation) lives in /run/splitroute, on
 CLOCK_BOOTTIME; both are new at every boot, as the sets are.
 
+`splitroute refresh` and `splitroute apply`: the lists the host fetches or reads (_host_lists).
+
 The pure parts (rotation_period, rotate_step, prune) are imported by the client_plan filter
 too. Nothing here imports ansible; pyroute2 only when `boot` runs.
 """
@@ -29,7 +31,7 @@ import os
 import subprocess
 import time
 
-from ansible_collections.splitroute.vpn.plugins.module_utils import _host, _names
+from ansible_collections.splitroute.vpn.plugins.module_utils import _host, _host_lists, _names
 
 # seconds added to 2 * max-cache-ttl + max-ttl for the time a query and the flush take
 ROTATE_MARGIN = 5
@@ -137,10 +139,21 @@ def boot(plan, args, log):
     _host.merge_rules(plan["rules"], plan["boot_routes"], log)
     # the table may be new (boot): its sets are empty, both generations start now
     _write_state(_state_path(plan), rotate_step(None, _now(), plan["rotation"]["period"])[1])
+    # the sources' networks from their last good copies (the front is not up yet: no reload); a failure
+    # here leaves the table, the rules and the blackholes in place and the front starts
+    try:
+        _host_lists.apply(plan, reload=False, log=log)
+    except _host.HostError as exc:
+        log("splitroute boot: the lists were not applied: %s" % exc)
     return 0
 
 
-COMMANDS = {"boot": boot, "rotate": rotate}
+COMMANDS = {
+    "boot": boot,
+    "rotate": rotate,
+    "apply": (_host_lists.setup_apply, _host_lists.apply_command),
+    "refresh": (_host_lists.setup_refresh, _host_lists.refresh_command),
+}
 
 
 # ---------------------------------------------------------------- pruning (pure)

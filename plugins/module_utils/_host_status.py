@@ -134,9 +134,55 @@ def collect(config):
     return raw
 
 
+def list_states(plan):
+    """The client's domain_sources with their states on the host (_host_lists), for the report."""
+    if not isinstance(plan, dict):
+        return []
+    from ._host_lists import lists_dir, read_state, sources  # noqa: PLC0415 (only a client has lists)
+
+    try:
+        directory = lists_dir(plan)
+        applied = _dict(_read_json(os.path.join(directory, "applied.json")).get("conflicts"))
+        out = []
+        for tunnel, source in sources(plan):
+            state = read_state(directory, source)
+            out.append(
+                dict(
+                    {
+                        k: state.get(k)
+                        for k in (
+                            "last_fetch",
+                            "last_success",
+                            "domains",
+                            "networks",
+                            "invalid",
+                            "failures",
+                            "last_error",
+                        )
+                    },
+                    tunnel=tunnel,
+                    source=source.get("url") or source.get("path"),
+                    conflicts=_dict(applied.get(source["id"])).get("count", 0),
+                )
+            )
+        return out
+    except (KeyError, TypeError, AttributeError):
+        return []
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return _dict(json.load(fh))
+    except (OSError, ValueError):
+        return {}
+
+
 def report(plans, host=None):
     config = settings(plans, host)
-    return _status.status_report(collect(config), config)
+    raw = collect(config)
+    raw["lists"] = list_states(plans.get("client"))
+    return _status.status_report(raw, config)
 
 
 def _host_option(parser):

@@ -22,6 +22,7 @@ its own rule.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 
 from ansible_collections.splitroute.vpn.plugins.module_utils._dnsmasq import InputError, normalize_domain
@@ -154,3 +155,88 @@ def _read_line(line, out):
         out._add("networks%d" % net.version, str(net))
         return
     out._add("domains", normalize_domain(fields[0]))
+
+
+# ---------------------------------------------------------------- sources (lists the host fetches or reads)
+
+# a source's defaults (client_plan fills them in; the host program takes the plan's values as they are)
+SOURCE_DEFAULTS = {"interval": 86400, "timeout": 30, "max_bytes": 16 << 20, "max_invalid": 50}
+# the least interval between two fetches of one source
+MIN_INTERVAL = 5
+# the most entries of all sources of a host (the front resolver holds one server= line per domain)
+MAX_ENTRIES = 2000000
+
+
+def source_id(tunnel, where):
+    """The stable name of TUNNEL's source WHERE (its URL or path): the names of its last good copy and state
+    on the host. The same source of another tunnel, or another source, gets another name."""
+    digest = hashlib.sha256(("%s\0%s" % (tunnel, where)).encode("utf-8")).hexdigest()
+    return "%s-%s" % (tunnel, digest[:12])
+
+
+def read_body(body, content_type="", max_invalid=SOURCE_DEFAULTS["max_invalid"]):
+    """(ListContent, None) for a fetched or read BODY (bytes) that may replace a source's last good copy, or
+    (ListContent or None, reason) when it may not: an empty body, an HTML page (a captive portal, an error
+    page served with 200), text that is not UTF-8, no entry at all, or more invalid lines than MAX_INVALID."""
+    if not isinstance(body, bytes) or not body.strip():
+        return None, "an empty body"
+    head = body.lstrip()[:64].lower()
+    if content_type == "text/html" or head.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"<")):
+        return None, "an HTML page, not a list"
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return None, "not UTF-8 text (byte %d)" % exc.start
+    content = read_list(text)
+    if len(content.invalid) > max_invalid:
+        number, reason = content.invalid[0]
+        return content, "%d invalid lines, more than the %d allowed (line %d: %s)" % (
+            len(content.invalid),
+            max_invalid,
+            number,
+            reason,
+        )
+    if not content.domains and not content.networks4 and not content.networks6:
+        return content, "no domain or network in %d line(s)" % content.lines
+    return content, None
+
+
+def merge(tunnels, contents):
+    """The domains and networks every tunnel routes, with its sources' last good copies.
+
+    TUNNELS: the plan's tunnels in order (name, domains, sources: [{id}]); CONTENTS: source id -> ListContent
+    (a source without a good copy is missing). The rule for a domain listed for two tunnels, from any source:
+    the first tunnel in the plan's order takes it; the other tunnel's source counts it as a conflict. (Among
+    inventory and controller files the same case is an error of the plan: nothing is applied.) Returns
+    tunnel -> {"domains": sorted, "networks4"/"networks6": the sources' networks, collapsed} and
+    source id -> [(domain, the tunnel that has it)]."""
+    owner = {}
+    for t in tunnels:
+        for domain in t.get("domains", []):
+            owner.setdefault(domain, t["name"])
+    out, conflicts = {}, {}
+    for t in tunnels:
+        domains = set(t.get("domains", []))
+        nets = {4: [], 6: []}
+        for source in t.get("sources", []):
+            content = contents.get(source["id"])
+            if content is None:
+                continue
+            lost = []
+            for domain in content.domains:
+                have = owner.setdefault(domain, t["name"])
+                if have == t["name"]:
+                    domains.add(domain)
+                else:
+                    lost.append((domain, have))
+            conflicts[source["id"]] = lost
+            # only the families the tunnel carries (has_v4, has_v6)
+            for family in (4, 6):
+                if t.get("has_v%d" % family, True):
+                    nets[family] += [ipaddress.ip_network(n) for n in getattr(content, "networks%d" % family)]
+        out[t["name"]] = {
+            "domains": sorted(domains),
+            "networks4": [str(n) for n in ipaddress.collapse_addresses(nets[4])],
+            "networks6": [str(n) for n in ipaddress.collapse_addresses(nets[6])],
+        }
+    return out, conflicts

@@ -38,6 +38,8 @@ CLIENT_RESOLV_BACKUP = ETC + "/resolv.conf.orig"
 # where the front resolver answers (resolv.conf names them; resolved forwards to the first)
 CLIENT_FRONT_ADDRESSES = ("127.0.0.1", "::1")
 CLIENT_ROTATE_STATE = RUN + "/client-rotate.json"
+# the last good copies of the lists the host fetches or reads, and their states (_host_lists)
+CLIENT_LISTS_DIR = "/var/lib/splitroute/client-lists"
 # the boot shell script of releases before the host program (removed when found)
 CLIENT_LEGACY_ROUTING_SCRIPT = "/usr/local/sbin/splitroute-client-routing"
 
@@ -49,6 +51,7 @@ CLIENT_FILES = (
     CLIENT_RESOLV_BACKUP,
     ETC + "/resolv.conf.link",
     CLIENT_LEGACY_ROUTING_SCRIPT,
+    CLIENT_LISTS_DIR,
 )
 
 CLIENT_UNIT = "splitroute-client.service"
@@ -56,8 +59,10 @@ FRONT_UNIT = "splitroute-dns-front.service"
 BACK_TEMPLATE_UNIT = "splitroute-dns-back@.service"
 ROTATE_UNIT = "splitroute-client-rotate.service"
 ROTATE_TIMER = "splitroute-client-rotate.timer"
+LISTS_UNIT = "splitroute-client-lists.service"
+LISTS_TIMER = "splitroute-client-lists.timer"
 # the unit files the client role installs (templates of the same name + .j2)
-CLIENT_UNIT_FILES = (CLIENT_UNIT, FRONT_UNIT, BACK_TEMPLATE_UNIT, ROTATE_UNIT, ROTATE_TIMER)
+CLIENT_UNIT_FILES = (CLIENT_UNIT, FRONT_UNIT, BACK_TEMPLATE_UNIT, ROTATE_UNIT, ROTATE_TIMER, LISTS_UNIT, LISTS_TIMER)
 
 # The two generations of every set dnsmasq fills: both filled by every answer, flushed
 # alternately by `splitroute rotate` (see _host_client).
@@ -82,18 +87,27 @@ def net_set(tunnel, family):
     return "%s_net%d" % (tunnel, family)
 
 
+def src_set(tunnel, family):
+    """The (interval) set of the networks TUNNEL's sources carry, filled by `splitroute apply`: wg0_src4."""
+    return "%s_src%d" % (tunnel, family)
+
+
 def tunnel_sets(tunnel):
     """Every set of TUNNEL in the client's table."""
-    return dns_sets(tunnel, 4) + dns_sets(tunnel, 6) + [net_set(tunnel, 4), net_set(tunnel, 6)]
+    return (
+        dns_sets(tunnel, 4)
+        + dns_sets(tunnel, 6)
+        + [net_set(tunnel, 4), net_set(tunnel, 6), src_set(tunnel, 4), src_set(tunnel, 6)]
+    )
 
 
 # the longest suffix a tunnel's set names get (client_plan checks NAME + this is an nft name)
 LONGEST_SET_SUFFIX = "_v4_a"
-_SET_NAME = re.compile(r"^(?P<tunnel>.+)_(?:(?P<dns>v[46])_(?P<gen>[ab])|(?P<net>net[46]))$")
+_SET_NAME = re.compile(r"^(?P<tunnel>.+)_(?:(?P<dns>v[46])_(?P<gen>[ab])|(?P<net>(?:net|src)[46]))$")
 
 
 def parse_set_name(name):
-    """(tunnel, kind, generation) of one of the client's set names, kind v4/v6/net4/net6 and
+    """(tunnel, kind, generation) of one of the client's set names, kind v4/v6/net4/net6/src4/src6 and
     generation a/b or None; None when NAME is not one of them."""
     match = _SET_NAME.match(name)
     if not match:
@@ -129,8 +143,9 @@ def client_unit_triggers(tunnels, with_dns):
     so a run that changed one restarts (reloads) the unit. The table unit is only started: its
     boot step is what the role does itself in the same run."""
     out = {
-        FRONT_UNIT: {"restart": [CLIENT_FRONT_CONF, SYSTEMD + "/" + FRONT_UNIT], "reload": [CLIENT_FRONT_SERVERS]},
+        FRONT_UNIT: {"restart": [CLIENT_FRONT_CONF, SYSTEMD + "/" + FRONT_UNIT]},
         ROTATE_TIMER: {"restart": [SYSTEMD + "/" + ROTATE_TIMER, SYSTEMD + "/" + ROTATE_UNIT]},
+        LISTS_TIMER: {"restart": [SYSTEMD + "/" + LISTS_TIMER, SYSTEMD + "/" + LISTS_UNIT]},
     }
     for name in with_dns:
         out[back_unit(name)] = {"restart": back_files(name) + [SYSTEMD + "/" + BACK_TEMPLATE_UNIT]}

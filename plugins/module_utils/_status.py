@@ -871,10 +871,12 @@ def status_report(raw, settings=None):
         if not tunnel["exists"]:
             problems.append("wireguard %s: wg lists it but this namespace has no such interface" % tunnel["interface"])
 
+    lists = _lists_report(raw.get("lists"), now, problems, notes)
     report = {
         "host": settings["host"],
         "timestamp": now,
         "wireguard": wireguard,
+        "lists": lists,
         "client": client,
         "gateway": gateway,
         "netns": netns,
@@ -885,6 +887,58 @@ def status_report(raw, settings=None):
     report["lines"] = report_lines(report)
     report["metrics"] = render_metrics(report)
     return report
+
+
+_LIST_NUMBERS = ("last_fetch", "last_success", "domains", "networks", "invalid", "conflicts", "failures")
+
+
+def _lists_report(value, now, problems, notes):
+    """The client's domain_sources as the host program's states give them (_host_status.list_states): each
+    with tunnel, source (URL or path), ok (the last fetch was good or not modified), the numbers and the
+    last error. A source that failed is a problem (its last good copy, if any, keeps routing)."""
+    out = []
+    for index, item in enumerate(value if isinstance(value, list) else []):
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("tunnel"), str)
+            or not isinstance(item.get("source"), str)
+        ):
+            notes.add("lists", "the lists' states", "entry %d" % index, "not a source's state")
+            continue
+        entry = {"tunnel": item["tunnel"], "source": item["source"]}
+        for key in _LIST_NUMBERS:
+            number = item.get(key)
+            entry[key] = int(number) if isinstance(number, (int, float)) and not isinstance(number, bool) else 0
+        error = item.get("last_error")
+        entry["last_error"] = error if isinstance(error, str) else None
+        entry["ok"] = bool(entry["last_fetch"]) and entry["last_error"] is None
+        out.append(entry)
+        if entry["last_error"] is not None:
+            problems.append(
+                "list %s of %s: %s; %s"
+                % (
+                    entry["source"],
+                    entry["tunnel"],
+                    entry["last_error"],
+                    "its copy of %s keeps routing" % time.strftime("%Y-%m-%d %H:%M", time.gmtime(entry["last_success"]))
+                    if entry["last_success"]
+                    else "no good copy yet",
+                )
+            )
+    return out
+
+
+def _list_text(entry, now):
+    fetched = _age(max(now - entry["last_fetch"], 0) if entry["last_fetch"] else None)
+    good = _age(max(now - entry["last_success"], 0) if entry["last_success"] else None)
+    state = "ok" if entry["ok"] else "FAILING" if entry["last_fetch"] else "not fetched yet"
+    text = "  list %s (%s): %s, %d domains, %d networks, %d invalid lines, %d conflicts, fetched %s, good %s" % (
+        entry["source"], entry["tunnel"], state,
+        entry["domains"], entry["networks"], entry["invalid"], entry["conflicts"], fetched, good,
+    )  # fmt: skip
+    if entry["last_error"]:
+        text += ", last error: %s" % entry["last_error"]
+    return text
 
 
 # ---------------------------------------------------------------- the readable report
@@ -996,6 +1050,8 @@ def report_lines(report):
                 lines.append("    %s: mark %s -> %s -> %s" % (state["family"], mark, rule, _route_text(state)))
         for state in client["other_tables"]:
             lines.append("  %s, no tunnel's sets lead there: %s" % (state["family"], _route_text(state)))
+        for entry in report.get("lists", []):
+            lines.append(_list_text(entry, now))
         for rule in client["rule_entries"]:
             lines.append("  %s rule %s" % (rule["family"], rule["text"]))
 
@@ -1095,6 +1151,14 @@ _METRICS = (
     ("splitroute_route_present", "gauge", "1 when the table has a default route that is not fail-closed."),
     ("splitroute_blackhole_armed", "gauge", "1 when the table has a blackhole (fail-closed) default route."),
     ("splitroute_netns_present", "gauge", "1 when the provider's network namespace exists."),
+    ("splitroute_list_ok", "gauge", "1 when the list's last fetch or read was good (or not modified)."),
+    ("splitroute_list_last_fetch_seconds", "gauge", "The list's last fetch or read (Unix time, 0 = never)."),
+    ("splitroute_list_last_success_seconds", "gauge", "The list's last good fetch or read (Unix time, 0 = never)."),
+    ("splitroute_list_domains", "gauge", "Domains in the list's last good copy."),
+    ("splitroute_list_networks", "gauge", "Networks in the list's last good copy."),
+    ("splitroute_list_invalid_lines", "gauge", "Invalid lines in the list's last fetched body (never written)."),
+    ("splitroute_list_conflicts", "gauge", "The list's domains an earlier tunnel has (they go to that tunnel)."),
+    ("splitroute_list_failures", "gauge", "Failed fetches or reads of the list since its last good one."),
 )
 
 
@@ -1196,6 +1260,16 @@ def render_metrics(report):
     for (table, family), state in sorted(tables.items(), key=lambda kv: (_int(kv[0][0], 0), kv[0])):
         add("splitroute_route_present", state["route"] is not None, table=table, family=family)
         add("splitroute_blackhole_armed", state["armed"], table=table, family=family)
+    for entry in report.get("lists", []):
+        labels = {"tunnel": entry["tunnel"], "source": entry["source"]}
+        add("splitroute_list_ok", entry["ok"], **labels)
+        add("splitroute_list_last_fetch_seconds", entry["last_fetch"], **labels)
+        add("splitroute_list_last_success_seconds", entry["last_success"], **labels)
+        add("splitroute_list_domains", entry["domains"], **labels)
+        add("splitroute_list_networks", entry["networks"], **labels)
+        add("splitroute_list_invalid_lines", entry["invalid"], **labels)
+        add("splitroute_list_conflicts", entry["conflicts"], **labels)
+        add("splitroute_list_failures", entry["failures"], **labels)
 
     out = []
     for name, kind, text in _METRICS:

@@ -54,6 +54,11 @@ IMPLICIT = {
 # Argv heads the collector cannot read by itself: (file, source) -> the command it is, or None
 # when it is not a program of this machine. Each entry must still be met (no stale entries).
 UNRESOLVED = {
+    ("plugins/module_utils/_host_lists.py", '["nft", "-c", "-f", "-"] if check else ["nft", "-f", "-"]'): "nft",
+    (
+        "plugins/module_utils/_host_lists.py",
+        '_releases.dnsmasq_test_argv("dnsmasq", path, servers_file=_releases.DNSMASQ_TEST_READS_SERVERS_FILE)',
+    ): "dnsmasq",
     ("tests/conftest.py", "python or sys.executable"):
         "python",  # run_module: the venv's python, or /usr/bin/python3 from PYTHONS (python3)
     ("tests/unit/plugins/modules/test_netns_veth.py", "str(wrapper)"):

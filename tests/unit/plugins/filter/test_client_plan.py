@@ -29,6 +29,9 @@ SETTINGS = {
 HOSTILE = ["fd00::2%x\nFZINJ=1", "fd00::2%x\nPreUp = touch /tmp/ran #"]
 
 
+PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2Vy\n-----END CERTIFICATE-----\n"
+
+
 def tunnel(**kw):
     base = {
         "name": "wg0",
@@ -283,6 +286,52 @@ def test_a_domain_file_line_that_is_not_a_domain_names_the_file_and_line():
     for number in (1, 2, 3):
         assert "(f.txt) line %d:" % number in message, message
     assert "splitroute_client_tunnels[0].domain_files: must be a list" in refused([tunnel(domain_files="f.txt")])
+
+
+def test_domain_sources_are_checked_and_get_their_defaults_and_a_stable_id():
+    sources = [
+        "https://lists.example/a.txt",
+        "/srv/lists/b.list",
+        {"url": "http://lists.example/c.txt", "interval": "30m", "timeout": 5, "max_invalid": 0},
+        {"url": "https://lists.example/d.txt", "sha256": "AB:" * 31 + "AB", "ca": PEM, "max_bytes": 1000},
+    ]
+    (plan,) = client_plan([tunnel(domain_sources=sources)], SETTINGS)
+    got = plan["sources"]
+    assert [s.get("url") or s.get("path") for s in got] == [
+        "https://lists.example/a.txt", "/srv/lists/b.list", "http://lists.example/c.txt", "https://lists.example/d.txt",
+    ]  # fmt: skip
+    assert got[0]["interval"] == 86400 and got[0]["timeout"] == 30 and got[0]["max_invalid"] == 50
+    assert got[2]["interval"] == 1800 and got[2]["timeout"] == 5 and got[2]["max_invalid"] == 0
+    assert got[3]["sha256"] == "ab" * 32 and got[3]["ca"] == PEM and got[3]["max_bytes"] == 1000
+    assert len({s["id"] for s in got}) == 4 and all(s["id"].startswith("wg0-") for s in got)
+    (again,) = client_plan([tunnel(domain_sources=sources[::-1])], SETTINGS)
+    assert {s["id"] for s in again["sources"]} == {s["id"] for s in got}  # by URL, not by position
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("ftp://lists.example/a", "only http and https URLs"),
+        ("https://user:pw@lists.example/a", "credentials in a URL"),
+        ("https://lists.example/a\nserver=/x/1.1.1.1", "without whitespace or control characters"),
+        ("relative/path", "only http and https URLs"),
+        ({"path": "/srv/../etc/shadow"}, "an absolute, normal path"),
+        ({"url": "https://l.example/a", "path": "/a"}, "one of url or path"),
+        ({"url": "https://l.example/a", "interval": 1}, "interval"),
+        ({"url": "https://l.example/a", "interval": "often"}, "a duration like 30m"),
+        ({"url": "http://l.example/a", "sha256": "ab" * 32}, "only for an https URL"),
+        ({"url": "https://l.example/a", "sha256": "abc"}, "64 hex digits"),
+        ({"url": "https://l.example/a", "ca": "not a certificate"}, "PEM"),
+        ({"url": "https://l.example/a", "refresh": 5}, "unknown keys refresh"),
+    ],
+)
+def test_a_bad_domain_source_is_refused_before_anything_changes(source, message):
+    assert message in refused([tunnel(domain_sources=[source])])
+
+
+def test_domain_sources_need_the_tunnel_s_resolver_and_are_given_once():
+    assert "domain_sources need dns" in refused([tunnel(dns=[], domains=[], domain_sources=["https://l.example/a"])])
+    assert "the same source twice" in refused([tunnel(domain_sources=["https://l.example/a", "https://l.example/a"])])
 
 
 # ---------------------------------------------------------------- 5. names valid everywhere they go

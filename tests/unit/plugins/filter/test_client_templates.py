@@ -25,6 +25,7 @@ from ansible_collections.splitroute.vpn.plugins.filter.client_plan import (
     client_secrets,
     client_settings,
 )
+from ansible_collections.splitroute.vpn.plugins.module_utils import _names
 
 ROLE = Path(__file__).resolve().parents[4] / "roles" / "client"
 KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
@@ -144,8 +145,7 @@ def renderings(resolved=False, upstream_dns=None):
     raw = environment(guarded=False)
     raw.filters["to_nice_json"] = lambda value, **kw: json.dumps(value, indent=4, **kw)
     raw.filters["splitroute.vpn.client_dnsmasq_text"] = client_dnsmasq_text
-    for name in ("client.json.j2", "dnsmasq-front-servers.conf.j2"):
-        out[name] = raw.get_template(name).render(context(plan, settings, resolved))
+    out["client.json.j2"] = raw.get_template("client.json.j2").render(context(plan, settings, resolved))
     for item in plan:
         name = "dnsmasq-back-nftset.conf.j2"
         out["%s[%s]" % (name, item["name"])] = raw.get_template(name).render(
@@ -166,8 +166,11 @@ def test_every_file_of_the_plans_trees_has_its_template_and_the_generated_ones_h
             assert entry.get("tunnel") in (None, *[t["name"] for t in plan])
     out = renderings()
     assert json.loads(out["client.json.j2"]) == json.loads(json.dumps(host))
-    assert out["dnsmasq-front-servers.conf.j2"] == client_dnsmasq_text(host["front_groups"], "front")
-    assert "server=/" in out["dnsmasq-front-servers.conf.j2"]
+    # the servers-file is the host program's (splitroute apply), from the plan's front groups
+    assert _names.CLIENT_FRONT_SERVERS not in [
+        tree["root"] + "/" + f["name"] for tree in host["trees"].values() for f in tree["files"]
+    ]
+    assert "server=/" in client_dnsmasq_text(host["front_groups"], "front")
     assert "nftset=/#/" in out["dnsmasq-back-nftset.conf.j2[wg0]"]
 
 

@@ -113,7 +113,11 @@ def host_plan(tmp_path, tunnels=("wg0", "wg1")):
             {"name": n, "table": 100 + i, "priority": 1000 + 10 * i, "fwmark": i + 1} for i, n in enumerate(tunnels)
         ],
         "nft": {"table": _names.NFT_TABLE, "file": str(tmp_path / "client.nft")},
-        "paths": {"rotate_state": str(tmp_path / "run" / "client-rotate.json")},
+        "paths": {
+            "rotate_state": str(tmp_path / "run" / "client-rotate.json"),
+            "front_servers": str(tmp_path / "dns" / "front-servers.conf"),
+        },
+        "lists": {"dir": str(tmp_path / "lists")},
         "rotation": _host_client.rotation(5, 5),
         "rules": [
             {"priority": 1000 + 10 * i, "fwmark": str(i + 1), "table": str(100 + i)} for i in range(len(tunnels))
@@ -127,6 +131,8 @@ def host_plan(tmp_path, tunnels=("wg0", "wg1")):
         for n in tunnels
         for f in (4, 6)
         for s in _names.dns_sets(n, f)
+    ) + "".join(
+        "  set %s { type ipv%d_addr; flags interval; }\n" % (_names.src_set(n, f), f) for n in tunnels for f in (4, 6)
     )
     (tmp_path / "client.nft").write_text("table inet splitroute {\n%s}\n" % sets.replace("ipv6_addr", "ipv6_addr"))
     return plan

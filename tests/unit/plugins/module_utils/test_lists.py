@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.splitroute.vpn.plugins.module_utils import _lists
 from ansible_collections.splitroute.vpn.plugins.module_utils._lists import read_list
 
 
@@ -80,3 +81,58 @@ def test_blank_lines_and_comments_are_not_lines_and_no_text_is_invalid():
     assert content.lines == 0 and content.domains == [] and content.invalid == []
     assert read_list(None).invalid == [(0, "not text")]
     assert read_list("a.example\r\nb.example\r\n").domains == ["a.example", "b.example"]
+
+
+# ---------------------------------------------------------------- bodies of sources, and the merge rule
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype", "reason"),
+    [
+        (b"", "", "an empty body"),
+        (b"  \n\n", "", "an empty body"),
+        (b"example.com\n", "text/html", "an HTML page"),
+        (b"\n <!DOCTYPE html><html>...", "text/plain", "an HTML page"),
+        (b"\xff\xfe bad", "", "not UTF-8"),
+        (b"# nothing\n", "", "no domain or network"),
+        (b"a.example\nb,c.example\nd/e\nf g h\n", "", "3 invalid lines, more than the 2 allowed (line 2:"),
+    ],
+)
+def test_a_body_that_may_not_replace_the_last_good_copy_says_why(body, ctype, reason):
+    _content, why = _lists.read_body(body, ctype, max_invalid=2)
+    assert why is not None and why.startswith(reason), why
+
+
+def test_a_good_body_with_a_few_invalid_lines_is_taken_without_them():
+    content, why = _lists.read_body(b"\xef\xbb\xbfa.example\nb,c.example\n10.0.0.0/8\n", "text/plain", max_invalid=1)
+    assert why is None and content.domains == ["a.example"] and content.networks4 == ["10.0.0.0/8"]
+    assert [n for n, _r in content.invalid] == [2]
+
+
+def test_the_first_tunnel_takes_a_domain_whatever_its_source():
+    def content(*lines):
+        return _lists.read_list("\n".join(lines))
+
+    tunnels = [
+        {"name": "wg0", "domains": ["static.example"], "sources": [{"id": "s0"}], "has_v4": True, "has_v6": False},
+        {"name": "wg1", "domains": ["own.example"], "sources": [{"id": "s1"}, {"id": "gone"}]},
+    ]
+    contents = {
+        "s0": content("shared.example", "10.1.0.0/24", "10.1.1.0/24", "2001:db8::/64"),
+        "s1": content("shared.example", "static.example", "own.example", "new.example", "10.1.0.0/16"),
+    }
+    merged, conflicts = _lists.merge(tunnels, contents)
+    assert merged["wg0"] == {
+        "domains": ["shared.example", "static.example"],
+        "networks4": ["10.1.0.0/23"],  # collapsed
+        "networks6": [],  # the tunnel carries no IPv6
+    }
+    assert merged["wg1"]["domains"] == ["new.example", "own.example"]
+    assert merged["wg1"]["networks4"] == ["10.1.0.0/16"]  # networks: the first tunnel's nft rule matches first
+    assert sorted(conflicts["s1"]) == [("shared.example", "wg0"), ("static.example", "wg0")]
+    assert "gone" not in conflicts  # no good copy: nothing of it
+
+
+def test_a_source_s_id_is_its_tunnel_and_place():
+    assert _lists.source_id("wg0", "https://a/") == _lists.source_id("wg0", "https://a/")
+    assert len({_lists.source_id(t, w) for t in ("wg0", "wg1") for w in ("https://a/", "/a")}) == 4

@@ -1,0 +1,392 @@
+# Copyright (c) splitroute.vpn contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# This module_utils is PRIVATE to splitroute.vpn; breaking changes can occur any time.
+"""The client's lists on the host (see _host.py, _host_client.py): `splitroute refresh` and `splitroute apply`.
+
+A tunnel's `sources` in the plan are URLs (http, https) and files on the host. For each, the lists
+directory (plan["lists"]["dir"], /var/lib/splitroute/client-lists) holds ID.list, its last good copy
+as it was fetched or read, and ID.json, its state: when it was last fetched and last good, its ETag
+and Last-Modified, its entries, invalid lines and last error.
+
+`refresh` (splitroute-client-lists.timer) fetches or reads every source that is due (its interval
+since the last fetch; --force: every one). A body replaces the last good copy only when
+_lists.read_body takes it: a failed fetch, an error page, an empty body or too many invalid lines
+keep the last good copy, and its entries keep routing. A 304 (or a file whose size and mtime did not
+change) rewrites nothing and compiles nothing. Then `apply`, if a copy changed.
+
+`apply` (the role, after writing the plan; `boot`; `refresh`) builds what the host routes from the
+plan and the last good copies (_lists.merge: a domain listed for two tunnels goes to the first):
+
+- the front resolver's servers-file, one server=/DOMAIN/BACK line per listed domain, checked by
+  `dnsmasq --test` before it replaces the live file (atomically); then the front gets a SIGHUP
+  (systemctl try-reload-or-restart: only if it runs). No restart, no lost query, no conntrack flush;
+- the sources' networks in the tunnel's set TUNNEL_src4 / TUNNEL_src6 (the table file declares them
+  and never touches their elements), flushed and filled in one nft transaction, checked by `nft -c`.
+
+Nothing is written when nothing changed (the role's second run reports no change). --check: what
+would change, nothing written. --json: the result on stdout.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from ansible_collections.splitroute.vpn.plugins.module_utils import _dnsmasq, _fetch, _host, _lists, _names, _releases
+
+# how many invalid lines and conflicts a source's state keeps as examples
+SAMPLES = 5
+
+
+def _now():
+    return time.time()
+
+
+def lists_dir(plan):
+    return os.environ.get("SPLITROUTE_LISTS_DIR") or plan.get("lists", {}).get("dir") or _names.CLIENT_LISTS_DIR
+
+
+def sources(plan):
+    """[(tunnel name, source)] in the plan's order."""
+    return [(t["name"], s) for t in plan.get("tunnels", []) for s in t.get("sources", [])]
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            value = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_state(directory, source):
+    """SOURCE's state, {} when it has none or the state is of another URL or path (never mixed up)."""
+    state = _read_json(os.path.join(directory, source["id"] + ".json")) or {}
+    return state if state.get("where") == _where(source) else {}
+
+
+def _where(source):
+    return source.get("url") or source.get("path")
+
+
+def good_copy(directory, source):
+    """SOURCE's last good copy, read (a ListContent), or None."""
+    try:
+        with open(os.path.join(directory, source["id"] + ".list"), "rb") as fh:
+            body = fh.read()
+    except OSError:
+        return None
+    if not read_state(directory, source).get("last_success"):
+        return None
+    content, _reason = _lists.read_body(body, max_invalid=len(body))
+    return content
+
+
+def _write(path, data, mode=0o644):
+    _host.write_atomic(path, data, mode) if isinstance(data, str) else _write_bytes(path, data, mode)
+
+
+def _write_bytes(path, data, mode):
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fchmod(fh.fileno(), mode)
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def due(state, source, now, force=False):
+    """Whether SOURCE is to be fetched NOW: forced, never fetched, its interval passed since the last fetch
+    (a second early counts: the timer is not exact), or a last fetch in the future (the clock went back)."""
+    last = state.get("last_fetch")
+    if force or not isinstance(last, (int, float)) or last > now:
+        return True
+    return now - last >= source["interval"] - 1
+
+
+def _get(source, state):
+    """(body or None when not modified, the new validators) for SOURCE; raises FetchError / OSError."""
+    if source.get("url"):
+        got = _fetch.fetch(
+            source["url"],
+            etag=state.get("etag"),
+            last_modified=state.get("last_modified"),
+            timeout=source["timeout"],
+            max_bytes=source["max_bytes"],
+            cadata=source.get("ca"),
+            pin=source.get("sha256"),
+        )
+        if got.not_modified:
+            return None, {"etag": state.get("etag"), "last_modified": state.get("last_modified")}, ""
+        return got.body, {"etag": got.etag, "last_modified": got.last_modified}, got.content_type
+    st = os.stat(source["path"])
+    stamp = [st.st_size, st.st_mtime_ns]
+    if state.get("stamp") == stamp and state.get("last_success"):
+        return None, {"stamp": stamp}, ""
+    if st.st_size > source["max_bytes"]:
+        raise _fetch.FetchError("the file is %d bytes, more than the limit of %d" % (st.st_size, source["max_bytes"]))
+    with open(source["path"], "rb") as fh:
+        return fh.read(source["max_bytes"] + 1), {"stamp": stamp}, ""
+
+
+def refresh_source(directory, source, now, log):
+    """Fetch or read SOURCE once and keep what is good. Returns "changed", "not-modified" or "failed"."""
+    state = read_state(directory, source)
+    new = dict(state, where=_where(source), last_fetch=now)
+    result = "failed"
+    try:
+        body, validators, ctype = _get(source, state)
+    except (_fetch.FetchError, OSError) as exc:
+        new["last_error"] = str(exc)
+        body = validators = None
+    if validators is not None and body is None:
+        new.update(validators, last_success=now, last_error=None, last_result="not-modified")
+        result = "not-modified"
+    elif body is not None:
+        content, reason = _lists.read_body(body, ctype, source["max_invalid"])
+        if content is not None:
+            new["invalid"] = len(content.invalid)
+            new["invalid_sample"] = content.invalid[:SAMPLES]
+        if reason:
+            new["last_error"] = reason
+        else:
+            _write_bytes(os.path.join(directory, source["id"] + ".list"), body, 0o644)
+            new.update(
+                validators,
+                last_success=now,
+                last_change=now,
+                last_error=None,
+                last_result="changed",
+                domains=len(content.domains),
+                networks=len(content.networks4) + len(content.networks6),
+                lines=content.lines,
+            )
+            result = "changed"
+    if result == "failed":
+        new["last_result"] = "failed"
+        new["failures"] = int(state.get("failures") or 0) + 1
+        log(
+            "splitroute refresh: %s (%s): %s; its last good copy stays"
+            % (_where(source), source["id"], new["last_error"])
+        )
+    else:
+        new["failures"] = 0
+    _write(os.path.join(directory, source["id"] + ".json"), json.dumps(new, sort_keys=True) + "\n")
+    return result
+
+
+# ---------------------------------------------------------------- apply
+
+
+def _networks(elements):
+    """The networks of `nft -j list set` ELEMENTS (addresses, prefixes, ranges), collapsed."""
+    nets = []
+    for elem in elements:
+        value = elem.get("elem", {}).get("val", elem) if isinstance(elem, dict) and "elem" in elem else elem
+        if isinstance(value, str):
+            nets.append(ipaddress.ip_network(value))
+        elif isinstance(value, dict) and "prefix" in value:
+            nets.append(ipaddress.ip_network("%s/%s" % (value["prefix"]["addr"], value["prefix"]["len"])))
+        elif isinstance(value, dict) and "range" in value:
+            low, high = (ipaddress.ip_address(a) for a in value["range"])
+            nets.extend(ipaddress.summarize_address_range(low, high))
+    by_family = {4: [n for n in nets if n.version == 4], 6: [n for n in nets if n.version == 6]}
+    return [str(n) for family in (4, 6) for n in ipaddress.collapse_addresses(by_family[family])]
+
+
+def _set_networks(table, name):
+    """The networks in set NAME, or None when the set does not exist."""
+    proc = subprocess.run(
+        ["nft", "-j", "list", "set", "inet", table, name], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        return None
+    elements = []
+    for item in json.loads(proc.stdout).get("nftables", []):
+        elements.extend(item.get("set", {}).get("elem", []))
+    return _networks(elements)
+
+
+def sets_script(table, changes):
+    """One nft transaction for CHANGES [(set, networks)]: each set flushed and filled."""
+    lines = []
+    for name, nets in changes:
+        lines.append("flush set inet %s %s" % (table, name))
+        if nets:
+            lines.append("add element inet %s %s { %s }" % (table, name, ", ".join(nets)))
+    return "\n".join(lines) + "\n"
+
+
+def _nft(script, check):
+    argv = ["nft", "-c", "-f", "-"] if check else ["nft", "-f", "-"]
+    proc = subprocess.run(argv, input=script, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise _host.HostError("nft%s: %s" % (" -c" if check else "", proc.stderr.strip()[:2000]))
+
+
+def _dnsmasq_test(path):
+    argv = _releases.dnsmasq_test_argv("dnsmasq", path, servers_file=_releases.DNSMASQ_TEST_READS_SERVERS_FILE)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise _host.HostError("dnsmasq --test refused the new servers-file: %s" % (proc.stderr or proc.stdout).strip())
+
+
+def front_groups(plan, merged):
+    """The plan's front groups with the merged domains of every tunnel that resolves through its tunnel."""
+    backs = {g["name"]: g["back_server"] for g in plan.get("front_groups", [])}
+    return [
+        {"name": t["name"], "domains": merged[t["name"]]["domains"], "back_server": backs[t["name"]]}
+        for t in plan.get("tunnels", [])
+        if t["name"] in backs and merged[t["name"]]["domains"]
+    ]
+
+
+def compute(plan):
+    """(merged, conflicts, the servers-file text) for PLAN and the last good copies on the host."""
+    directory = lists_dir(plan)
+    contents = {}
+    for _tunnel, source in sources(plan):
+        content = good_copy(directory, source)
+        if content is not None:
+            contents[source["id"]] = content
+    merged, conflicts = _lists.merge(plan.get("tunnels", []), contents)
+    total = sum(len(m["domains"]) + len(m["networks4"]) + len(m["networks6"]) for m in merged.values())
+    if total > _lists.MAX_ENTRIES:
+        raise _host.HostError("%d entries, more than %d: not applied" % (total, _lists.MAX_ENTRIES))
+    try:
+        text = _dnsmasq.compile_config(front_groups(plan, merged), "front").content
+    except _dnsmasq.InputError as exc:
+        raise _host.HostError("the servers-file: %s" % exc) from exc
+    return merged, conflicts, text
+
+
+def apply(plan, check=False, reload=True, log=None):
+    """Bring the servers-file and the sources' network sets to what PLAN and the good copies give (see the
+    module's doc). Returns the result: changed, servers_file (changed), sets (the sets changed), conflicts."""
+    merged, conflicts, text = compute(plan)
+    table = plan["nft"]["table"]
+    path = plan["paths"]["front_servers"]
+    try:
+        with open(path, encoding="utf-8") as fh:
+            have_text = fh.read()
+    except OSError:
+        have_text = None
+    servers_changed = have_text != text
+    changes = []
+    for t in plan.get("tunnels", []):
+        for family in _names.FAMILIES:
+            name = _names.src_set(t["name"], family)
+            want = merged[t["name"]]["networks%d" % family]
+            have = _set_networks(table, name)
+            if have is None and (want or not check):
+                if check:
+                    changes.append((name, want))
+                    continue
+                raise _host.HostError(
+                    "set inet %s %s does not exist: load %s first" % (table, name, plan["nft"]["file"])
+                )
+            if have is not None and have != want:
+                changes.append((name, want))
+    if not check:
+        if servers_changed:
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".front-servers.", suffix=".conf", dir=os.path.dirname(path))
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            try:
+                _dnsmasq_test(tmp)
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        if changes:
+            script = sets_script(table, changes)
+            _nft(script, check=True)
+            _nft(script, check=False)
+        if servers_changed and reload:
+            subprocess.run(["systemctl", "try-reload-or-restart", _names.FRONT_UNIT], capture_output=True, check=False)
+        directory = lists_dir(plan)
+        if os.path.isdir(directory):
+            _prune(directory, plan)
+            summary = {sid: {"count": len(lost), "sample": lost[:SAMPLES]} for sid, lost in conflicts.items()}
+            applied = {"conflicts": summary, "domains": {n: len(m["domains"]) for n, m in merged.items()}}
+            if _read_json(os.path.join(directory, "applied.json")) != applied:
+                _write(os.path.join(directory, "applied.json"), json.dumps(applied, sort_keys=True) + "\n")
+        if log and (servers_changed or changes):
+            log(
+                "splitroute apply: %s%s"
+                % (
+                    "servers-file (%d domains)" % sum(len(m["domains"]) for m in merged.values())
+                    if servers_changed
+                    else "",
+                    (", " if servers_changed else "") + "sets %s" % " ".join(n for n, _ in changes) if changes else "",
+                )
+            )
+    return {
+        "changed": bool(servers_changed or changes),
+        "servers_file": servers_changed,
+        "sets": [n for n, _ in changes],
+        "conflicts": {sid: len(lost) for sid, lost in conflicts.items() if lost},
+    }
+
+
+def _prune(directory, plan):
+    """Remove the copies and states of sources the plan no longer has."""
+    keep = {s["id"] for _t, s in sources(plan)} | {"applied"}
+    for entry in os.listdir(directory):
+        stem, dot, ext = entry.partition(".")
+        if dot and ext in ("json", "list") and stem not in keep:
+            os.unlink(os.path.join(directory, entry))
+
+
+# ---------------------------------------------------------------- commands
+
+
+def setup_apply(parser):
+    parser.add_argument("--check", action="store_true", help="report what would change, write nothing")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--plan-stdin", action="store_true", help="read the client's plan from stdin (check mode)")
+
+
+def setup_refresh(parser):
+    parser.add_argument("--force", action="store_true", help="fetch every source, due or not")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _print(args, result):
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
+
+
+def apply_command(plan, args, log):
+    result = apply(plan, check=args.check, log=log)
+    _print(args, result)
+    return 0
+
+
+def refresh_command(plan, args, log):
+    directory = lists_dir(plan)
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    now = _now()
+    results = {}
+    for _tunnel, source in sources(plan):
+        state = read_state(directory, source)
+        if due(state, source, now, args.force):
+            results[source["id"]] = refresh_source(directory, source, now, log)
+    applied = apply(plan, log=log) if "changed" in results.values() else None
+    _print(args, {"sources": results, "applied": applied})
+    return 1 if "failed" in results.values() else 0

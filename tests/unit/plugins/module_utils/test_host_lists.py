@@ -1,0 +1,313 @@
+"""The client's lists on the host: `splitroute refresh` and `splitroute apply`, run by the host's Python (no
+ansible) in a throwaway namespace, against the lab's list server (lab/playbooks/files/srlab-lists.py) over
+HTTP and HTTPS with a CA made here, with real nftables sets and dnsmasq --test."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from host_program import install, run  # tests/host_program.py
+
+from ansible_collections.splitroute.vpn.plugins.module_utils import _host, _lists, _names
+
+ROOT = Path(__file__).resolve().parents[4]
+SERVER = ROOT / "lab" / "playbooks" / "files" / "srlab-lists.py"
+
+
+def _openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    """A CA and a server certificate for 127.0.0.1 and ::1 (and another CA the server's is not from)."""
+    d = tmp_path_factory.mktemp("pki")
+    for ca in ("ca", "other"):
+        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                 "-subj", "/CN=test %s" % ca, "-keyout", "%s.key" % ca, "-out", "%s.pem" % ca, cwd=d)  # fmt: skip
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=127.0.0.1",
+             "-keyout", "server.key", "-out", "server.csr", cwd=d)  # fmt: skip
+    (d / "ext").write_text("subjectAltName=IP:127.0.0.1,IP:::1\n")
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-days", "2", "-extfile", "ext", "-out", "server.pem", cwd=d)  # fmt: skip
+    der = subprocess.run(
+        ["openssl", "x509", "-in", d / "server.pem", "-outform", "DER"], capture_output=True, check=True
+    )
+    return {"dir": d, "ca": (d / "ca.pem").read_text(), "other": (d / "other.pem").read_text(),
+            "pin": hashlib.sha256(der.stdout).hexdigest()}  # fmt: skip
+
+
+@pytest.fixture
+def lab(tmp_path, netns, nsexec, pki):
+    """The program, a plan directory, the list server's directory and the server itself, in NETNS."""
+    program, plans = install(tmp_path)
+    root = tmp_path / "served"
+    root.mkdir()
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", netns, "/usr/bin/python3", str(SERVER), "--root", str(root), "--http", "8080",
+         "--https", "8443", "--cert", str(pki["dir"] / "server.pem"), "--key", str(pki["dir"] / "server.key")],
+    )  # fmt: skip
+    for _ in range(100):
+        if nsexec("sh", "-c", "exec 3<>/dev/tcp/127.0.0.1/8443", check=False).returncode == 0:
+            break
+        time.sleep(0.05)
+    yield {"program": program, "plans": plans, "root": root, "tmp": tmp_path, "netns": netns, "nsexec": nsexec}
+    server.kill()
+    server.wait()
+
+
+def write_plan(lab, tunnels):
+    """A client plan of TUNNELS [(name, static domains, sources)] and the table with their sets."""
+    tmp = lab["tmp"]
+    plan = {
+        "role": "client",
+        "version": _host.PLAN_VERSION,
+        "tunnels": [
+            {
+                "name": name,
+                "domains": domains,
+                "has_v4": True,
+                "has_v6": True,
+                "sources": [
+                    dict(_lists.SOURCE_DEFAULTS, id=_lists.source_id(name, s.get("url") or s.get("path")), **s)
+                    for s in sources
+                ],
+            }
+            for name, domains, sources in tunnels
+        ],
+        "nft": {"table": _names.NFT_TABLE, "file": str(tmp / "client.nft")},
+        "paths": {"front_servers": str(tmp / "dns" / "front-servers.conf")},
+        "lists": {"dir": str(tmp / "lists")},
+        "front_groups": [
+            {"name": name, "domains": domains, "back_server": "127.0.0.1#%d" % (5301 + i)}
+            for i, (name, domains, _s) in enumerate(tunnels)
+        ],
+    }
+    sets = "".join(
+        "  set %s { type ipv%d_addr; flags interval; auto-merge; }\n" % (_names.src_set(name, f), f)
+        for name, _d, _s in tunnels
+        for f in (4, 6)
+    )
+    Path(plan["nft"]["file"]).write_text("table inet splitroute {\n%s}\n" % sets)
+    lab["nsexec"]("nft", "-f", plan["nft"]["file"])
+    (lab["plans"] / "client.json").write_text(json.dumps(plan))
+    return plan
+
+
+def splitroute(lab, *args):
+    proc = run(lab["program"], lab["plans"], "--role", "client", *args, netns=lab["netns"])
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def servers(plan):
+    path = Path(plan["paths"]["front_servers"])
+    return path.read_text() if path.exists() else None
+
+
+def state(plan, index=0, tunnel=0):
+    sid = plan["tunnels"][tunnel]["sources"][index]["id"]
+    return json.loads((Path(plan["lists"]["dir"]) / (sid + ".json")).read_text())
+
+
+def set_elements(lab, name):
+    out = lab["nsexec"]("nft", "list", "set", "inet", "splitroute", name).stdout
+    return out.split("elements = {", 1)[1].split("}", 1)[0].split(",") if "elements" in out else []
+
+
+def requests(lab):
+    log = lab["root"] / "requests.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+LIST = """# a published list
+example.com
+server=/api.example.net/10.0.0.1
+0.0.0.0 ads.example.org
+198.51.100.0/25
+2001:db8:5::/48
+"""
+
+
+def test_a_fetched_list_goes_live_and_a_304_rewrites_nothing(lab):
+    (lab["root"] / "l.txt").write_text(LIST)
+    plan = write_plan(lab, [("wg0", ["static.example"], [{"url": "http://127.0.0.1:8080/l.txt", "interval": 60}])])
+    proc = splitroute(lab, "refresh", "--json")
+    assert proc.returncode == 0, proc.stderr
+    text = servers(plan)
+    for domain in ("static.example", "example.com", "api.example.net", "ads.example.org"):
+        assert "server=/%s/127.0.0.1#5301\n" % domain in text
+    assert [e.strip() for e in set_elements(lab, "wg0_src4")] == ["198.51.100.0/25"]
+    assert [e.strip() for e in set_elements(lab, "wg0_src6")] == ["2001:db8:5::/48"]
+    got = state(plan)
+    assert got["domains"] == 3 and got["networks"] == 2 and got["invalid"] == 0 and got["last_error"] is None
+    assert got["etag"] and got["last_success"] == got["last_fetch"]
+    # not due yet: nothing fetched
+    assert splitroute(lab, "refresh").returncode == 0 and len(requests(lab)) == 1
+    # due (forced): a conditional request, 304, nothing rewritten
+    mtime = os.stat(plan["paths"]["front_servers"]).st_mtime_ns
+    proc = splitroute(lab, "refresh", "--force", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["applied"] is None, proc.stdout
+    assert requests(lab)[-1] == "/l.txt 304"
+    assert os.stat(plan["paths"]["front_servers"]).st_mtime_ns == mtime
+    assert state(plan)["last_result"] == "not-modified"
+    # the role's apply on the same host: nothing to change
+    assert json.loads(splitroute(lab, "apply", "--json").stdout)["changed"] is False
+    # a domain added and one removed upstream
+    (lab["root"] / "l.txt").write_text(LIST.replace("example.com", "new.example.com"))
+    assert splitroute(lab, "refresh", "--force").returncode == 0
+    text = servers(plan)
+    assert "server=/new.example.com/" in text and "server=/example.com/" not in text
+
+
+@pytest.mark.parametrize(
+    ("mode", "body", "reason"),
+    [
+        ("500", None, "HTTP 500"),
+        ("html", None, "an HTML page"),
+        ("empty", None, "an empty body"),
+        (None, "ok.example\nevil.example\nserver=/x/1.1.1.1\n#\nbad,name.example\nbad/name\nsp ace\n", "invalid lines"),
+        (None, "# only comments\n\n", "no domain or network"),
+    ],
+)
+def test_a_broken_list_keeps_the_last_good_one(lab, mode, body, reason):
+    (lab["root"] / "l.txt").write_text("good.example\n")
+    source = {"url": "http://127.0.0.1:8080/l.txt", "interval": 60, "max_invalid": 2}
+    plan = write_plan(lab, [("wg0", [], [source])])
+    assert splitroute(lab, "refresh").returncode == 0
+    before = servers(plan)
+    assert "server=/good.example/" in before
+    if mode:
+        (lab["root"] / "l.txt.mode").write_text(mode)
+    else:
+        (lab["root"] / "l.txt").write_text(body)
+    proc = splitroute(lab, "refresh", "--force")
+    assert proc.returncode == 1 and "its last good copy stays" in proc.stderr and reason in proc.stderr
+    assert servers(plan) == before
+    got = state(plan)
+    assert reason in got["last_error"] and got["last_result"] == "failed" and got["failures"] == 1
+    assert got["last_success"] < got["last_fetch"]
+    if body and "evil" in body:
+        assert got["invalid"] == 3 and got["invalid_sample"][0][0] == 5  # counted, with line numbers
+        assert "evil" not in servers(plan)
+
+
+def test_https_with_its_own_ca_and_a_pin(lab, pki):
+    (lab["root"] / "l.txt").write_text("tls.example\n")
+    url = "https://127.0.0.1:8443/l.txt"
+    cases = [
+        ({"ca": pki["ca"]}, None),
+        ({"ca": pki["ca"], "sha256": pki["pin"]}, None),
+        ({"ca": pki["ca"], "sha256": "00" * 32}, "the pin is"),
+        ({"ca": pki["other"]}, "TLS"),
+        ({}, "TLS"),  # the system store does not know the test CA
+    ]
+    for extra, error in cases:
+        plan = write_plan(lab, [("wg0", [], [dict({"url": url, "interval": 60}, **extra)])])
+        for stale in Path(plan["lists"]["dir"]).glob("*") if Path(plan["lists"]["dir"]).exists() else []:
+            stale.unlink()
+        proc = splitroute(lab, "refresh", "--force")
+        if error is None:
+            assert proc.returncode == 0, proc.stderr
+            assert "server=/tls.example/" in servers(plan)
+        else:
+            assert proc.returncode == 1 and error in state(plan)["last_error"], (extra.keys(), proc.stderr)
+
+
+def test_a_file_on_the_host_is_read_again_only_when_it_changed(lab):
+    path = lab["tmp"] / "host.list"
+    path.write_text("file.example\n")
+    plan = write_plan(lab, [("wg0", [], [{"path": str(path), "interval": 60}])])
+    assert splitroute(lab, "refresh").returncode == 0
+    assert "server=/file.example/" in servers(plan)
+    assert splitroute(lab, "refresh", "--force").returncode == 0
+    assert state(plan)["last_result"] == "not-modified"
+    path.write_text("file2.example\n")
+    assert splitroute(lab, "refresh", "--force").returncode == 0
+    assert "server=/file2.example/" in servers(plan) and "file.example/" not in servers(plan)
+    path.unlink()
+    assert splitroute(lab, "refresh", "--force").returncode == 1
+    assert "server=/file2.example/" in servers(plan)
+
+
+def test_a_domain_of_two_tunnels_goes_to_the_first_and_counts_as_a_conflict(lab):
+    (lab["root"] / "a.txt").write_text("both.example\na.example\n")
+    (lab["root"] / "b.txt").write_text("both.example\nb.example\nstatic0.example\n")
+    plan = write_plan(
+        lab,
+        [
+            ("wg0", ["static0.example"], [{"url": "http://127.0.0.1:8080/a.txt", "interval": 60}]),
+            ("wg1", [], [{"url": "http://127.0.0.1:8080/b.txt", "interval": 60}]),
+        ],
+    )
+    proc = splitroute(lab, "refresh", "--json")
+    assert proc.returncode == 0, proc.stderr
+    text = servers(plan)
+    assert "server=/both.example/127.0.0.1#5301" in text and "server=/both.example/127.0.0.1#5302" not in text
+    assert "server=/static0.example/127.0.0.1#5301" in text and "static0.example/127.0.0.1#5302" not in text
+    assert "server=/b.example/127.0.0.1#5302" in text
+    applied = json.loads((Path(plan["lists"]["dir"]) / "applied.json").read_text())
+    sid = plan["tunnels"][1]["sources"][0]["id"]
+    assert applied["conflicts"][sid]["count"] == 2
+    assert sorted(map(tuple, applied["conflicts"][sid]["sample"])) == [
+        ("both.example", "wg0"),
+        ("static0.example", "wg0"),
+    ]
+
+
+def test_apply_check_writes_nothing_and_a_removed_source_leaves_nothing(lab):
+    (lab["root"] / "l.txt").write_text("one.example\n10.9.0.0/16\n")
+    source = {"url": "http://127.0.0.1:8080/l.txt", "interval": 60}
+    plan = write_plan(lab, [("wg0", [], [source])])
+    assert splitroute(lab, "refresh").returncode == 0
+    plan = write_plan(lab, [("wg0", ["kept.example"], [])])
+    before = servers(plan)
+    proc = splitroute(lab, "apply", "--check", "--json")
+    result = json.loads(proc.stdout)
+    assert result["changed"] and result["servers_file"] and result["sets"] == ["wg0_src4"]
+    assert servers(plan) == before and set_elements(lab, "wg0_src4")
+    assert json.loads(splitroute(lab, "apply", "--json").stdout)["changed"]
+    assert servers(plan).count("server=/") == 1 and "kept.example" in servers(plan)
+    assert set_elements(lab, "wg0_src4") == []
+    assert sorted(p.name for p in Path(plan["lists"]["dir"]).iterdir()) == ["applied.json"]
+    assert json.loads(splitroute(lab, "apply", "--json").stdout)["changed"] is False
+
+
+def test_status_and_metrics_show_every_source(lab):
+    (lab["root"] / "l.txt").write_text("shown.example\n10.8.0.0/16\n")
+    good = {"url": "http://127.0.0.1:8080/l.txt", "interval": 60}
+    bad = {"url": "http://127.0.0.1:8080/missing.txt", "interval": 60}
+    plan = write_plan(lab, [("wg0", [], [good, bad])])
+    assert splitroute(lab, "refresh").returncode == 1
+    proc = run(lab["program"], lab["plans"], "status", "--json", netns=lab["netns"])
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    by_source = {e["source"]: e for e in report["lists"]}
+    assert by_source[good["url"]]["ok"] and by_source[good["url"]]["domains"] == 1
+    assert by_source[good["url"]]["networks"] == 1 and by_source[good["url"]]["last_success"] > 0
+    assert not by_source[bad["url"]]["ok"] and "HTTP 404" in by_source[bad["url"]]["last_error"]
+    assert any("missing.txt of wg0: HTTP 404" in p and "no good copy yet" in p for p in report["problems"])
+    assert any(line.startswith("  list %s (wg0): ok, 1 domains, 1 networks" % good["url"]) for line in report["lines"])
+    metrics = report["metrics"]
+    assert 'splitroute_list_ok{host="%s",tunnel="wg0",source="%s"} 1' % (report["host"], good["url"]) in metrics
+    assert 'splitroute_list_ok{host="%s",tunnel="wg0",source="%s"} 0' % (report["host"], bad["url"]) in metrics
+    assert 'splitroute_list_failures{host="%s",tunnel="wg0",source="%s"} 1' % (report["host"], bad["url"]) in metrics
+    assert plan["tunnels"][0]["sources"][1]["id"] not in metrics
+
+
+def test_a_slow_or_oversized_list_is_cut_off_by_its_limits(lab):
+    (lab["root"] / "l.txt").write_text("big.example\n" * 100)
+    plan = write_plan(lab, [("wg0", [], [{"url": "http://127.0.0.1:8080/l.txt", "interval": 60, "max_bytes": 500}])])
+    assert splitroute(lab, "refresh").returncode == 1
+    assert "more than the limit of 500" in state(plan)["last_error"]
+    (lab["root"] / "l.txt.mode").write_text("hang")
+    plan = write_plan(lab, [("wg0", [], [{"url": "http://127.0.0.1:8080/l.txt", "interval": 60, "timeout": 1}])])
+    started = time.monotonic()
+    assert splitroute(lab, "refresh", "--force").returncode == 1
+    assert state(plan)["last_error"] == "timed out" and time.monotonic() - started < 10
