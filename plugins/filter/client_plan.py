@@ -111,7 +111,7 @@ _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _WG_KEY = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
 _KNOWN = {
     "name", "address", "private_key", "peer", "mtu", "dns", "domains", "domain_files", "domain_sources",
-    "networks", "users", "ports", "fwmark", "table", "priority", "back_port",
+    "networks", "users", "ports", "fwmark", "table", "priority", "back_port", "preresolve",
 }  # fmt: skip
 _SOURCE_KNOWN = {"url", "path", "interval", "timeout", "max_bytes", "max_invalid", "ca", "sha256"}
 _DURATION = re.compile(r"^([0-9]+)\s*([smhd]?)$")
@@ -134,6 +134,7 @@ _DEFAULTS = {
     "wireguard_userspace": "",
     "dns_redirect": True,
     "tailscale": False,
+    "preresolve_rate": 50,
 }
 # absent.yml clears the first 10 tables after table_base (tunnels removed from inventory) and, in both states,
 # the rules at priority_base .. priority_base + 99.
@@ -234,6 +235,7 @@ def _settings(settings, errors):
         ("table_base", 1, 0xFFFFFFFF),
         ("priority_base", 1, 32765),
         ("back_port", 1, 65535),
+        ("preresolve_rate", 1, 10000),
     ):
         out[key] = errors.take(want_int(get(key), var(key), lo, hi))
     for key in ("dns_redirect", "tailscale"):
@@ -549,6 +551,8 @@ def _tunnel(index, raw, settings, extra, texts, errors):
     if plan["domains"] and not plan["dns"]:
         errors.append("%s: domains need dns: the resolver reached through the tunnel" % where)
     plan["sources"] = _sources(raw.get("domain_sources"), where + ".domain_sources", name, errors)
+    preresolve = False if raw.get("preresolve") is None else raw["preresolve"]
+    plan["preresolve"] = errors.take(want_bool(preresolve, where + ".preresolve"))
     if plan["sources"] and not plan["dns"]:
         errors.append("%s: domain_sources need dns: the resolver reached through the tunnel" % where)
 
@@ -889,6 +893,9 @@ def client_host_plan(tunnels, settings, resolved=False):
             "dir": _names.CLIENT_LISTS_DIR,
             # how often the timer runs `splitroute refresh` (each source is fetched when its interval passed)
             "tick": lists_tick(tunnels),
+            # `splitroute preresolve`: queries a second, and the units it runs after
+            "preresolve_rate": settings["preresolve_rate"],
+            "preresolve_after": [_names.FRONT_UNIT] + [_names.wg_unit(t["name"]) for t in tunnels],
         },
         "back_groups": back_groups,
         "units": {
@@ -898,13 +905,11 @@ def client_host_plan(tunnels, settings, resolved=False):
             + [_names.back_unit(n) for n in with_dns]
             + [_names.FRONT_UNIT]
             + [_names.wg_unit(t["name"]) for t in tunnels]
-            + [_names.ROTATE_TIMER, _names.LISTS_TIMER],
+            + [_names.PRERESOLVE_UNIT, _names.ROTATE_TIMER, _names.LISTS_TIMER],
             # restarted (reloaded) after a run changed one of these files (unit_states)
             "triggers": _names.client_unit_triggers([t["name"] for t in tunnels], with_dns),
             # stopped and disabled on removal, in the reverse of the boot order
-            "stop": [_names.LISTS_TIMER, _names.LISTS_UNIT, _names.ROTATE_TIMER, _names.ROTATE_UNIT, _names.FRONT_UNIT]
-            + [_names.back_unit(n) for n in with_dns]
-            + [_names.CLIENT_UNIT],
+            "stop": list(_names.CLIENT_STOP_FIRST) + [_names.back_unit(n) for n in with_dns] + [_names.CLIENT_UNIT],
         },
         # the files the role writes, one file_tree task per tree: the role's templates, rendered
         # with `item` the tunnel named by `tunnel`; a file with `unit` only where that unit is installed

@@ -153,6 +153,7 @@ COMMANDS = {
     "rotate": rotate,
     "apply": (_host_lists.setup_apply, _host_lists.apply_command),
     "refresh": (_host_lists.setup_refresh, _host_lists.refresh_command),
+    "preresolve": (_host_lists.setup_preresolve, _host_lists.preresolve_command),
 }
 
 

@@ -25,6 +25,12 @@ plan and the last good copies (_lists.merge: a domain listed for two tunnels goe
 
 Nothing is written when nothing changed (the role's second run reports no change). --check: what
 would change, nothing written. --json: the result on stdout.
+
+`preresolve` (splitroute-client-preresolve.service: after the front and the tunnels at start, and
+again after a refresh that changed the servers-file): every listed name of the tunnels with
+`preresolve` is asked of the front resolver (A and AAAA, as the tunnel carries them), at most
+plan["lists"]["preresolve_rate"] a second, so the back resolvers put their addresses in the sets before
+an application asks.
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import random
+import select
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -362,6 +372,10 @@ def setup_apply(parser):
     parser.add_argument("--plan-stdin", action="store_true", help="read the client's plan from stdin (check mode)")
 
 
+def setup_preresolve(parser):
+    parser.add_argument("--json", action="store_true", help="print the counts as JSON")
+
+
 def setup_refresh(parser):
     parser.add_argument("--force", action="store_true", help="fetch every source, due or not")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -388,5 +402,111 @@ def refresh_command(plan, args, log):
         if due(state, source, now, args.force):
             results[source["id"]] = refresh_source(directory, source, now, log)
     applied = apply(plan, log=log) if "changed" in results.values() else None
+    if applied and applied["servers_file"]:
+        start_preresolve(plan)
     _print(args, {"sources": results, "applied": applied})
     return 1 if "failed" in results.values() else 0
+
+
+# ---------------------------------------------------------------- pre-resolution
+
+# each query's own time limit (no retry: the next start or refresh asks again)
+QUERY_TIMEOUT = 2.0
+
+
+def dns_query(qid, name, qtype):
+    """A DNS query message (recursion desired) for NAME (ASCII, as normalize_domain gives it) and QTYPE."""
+    labels = b"".join(bytes([len(label)]) + label.encode("ascii") for label in name.rstrip(".").split("."))
+    return struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + labels + b"\0" + struct.pack(">HH", qtype, 1)
+
+
+def dns_answer_id(message):
+    """(id, rcode) of a DNS response, or None when MESSAGE is not one."""
+    if len(message) < 12:
+        return None
+    qid, flags = struct.unpack(">HH", message[:4])
+    return (qid, flags & 0xF) if flags & 0x8000 else None
+
+
+def preresolve_queries(plan, merged):
+    """[(name, qtype)] of the tunnels with preresolve: every listed name, A and AAAA for the families the
+    tunnel carries, in the plan's order."""
+    out = []
+    for t in plan.get("tunnels", []):
+        if not t.get("preresolve"):
+            continue
+        types = ([1] if t.get("has_v4", True) else []) + ([28] if t.get("has_v6", True) else [])
+        out.extend((name, qtype) for name in merged[t["name"]]["domains"] for qtype in types)
+    return out
+
+
+def resolve_all(queries, server, rate, clock=time.monotonic):
+    """Ask SERVER ((address, port), the front resolver) QUERIES at most RATE a second, each once, waiting
+    QUERY_TIMEOUT for its answer. Returns {"asked", "answered", "failed" (an error rcode), "timed_out"}."""
+    sock = socket.socket(socket.AF_INET6 if ":" in server[0] else socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    pending, counts = {}, {"asked": 0, "answered": 0, "failed": 0, "timed_out": 0}
+    next_id = random.randrange(65536)
+    start = clock()
+
+    def collect(wait):
+        ready, _w, _x = select.select([sock], [], [], max(0.0, wait))
+        while ready:
+            try:
+                message = sock.recv(4096)
+            except BlockingIOError:
+                break
+            got = dns_answer_id(message)
+            if got and got[0] in pending:
+                del pending[got[0]]
+                counts["answered" if got[1] in (0, 3) else "failed"] += 1
+        now = clock()
+        for qid in [q for q, sent in pending.items() if now - sent > QUERY_TIMEOUT]:
+            del pending[qid]
+            counts["timed_out"] += 1
+
+    try:
+        for index, (name, qtype) in enumerate(queries):
+            due_at = start + index / float(rate)
+            collect(due_at - clock())
+            while clock() < due_at:  # an answer ended the wait early
+                collect(due_at - clock())
+            while next_id in pending:
+                next_id = (next_id + 1) % 65536
+            try:
+                sock.sendto(dns_query(next_id, name, qtype), server)
+            except OSError:
+                counts["timed_out"] += 1
+                continue
+            pending[next_id] = clock()
+            counts["asked"] += 1
+            next_id = (next_id + 1) % 65536
+        deadline = clock() + QUERY_TIMEOUT
+        while pending and clock() < deadline:
+            collect(min(0.2, deadline - clock()))
+        counts["timed_out"] += len(pending)
+    finally:
+        sock.close()
+    return counts
+
+
+def preresolve_command(plan, args, log):
+    merged, _conflicts, _text = compute(plan)
+    queries = preresolve_queries(plan, merged)
+    if not queries:
+        return 0
+    rate = plan.get("lists", {}).get("preresolve_rate") or 50
+    started = time.monotonic()
+    counts = resolve_all(queries, (_names.CLIENT_FRONT_ADDRESSES[0], 53), rate)
+    log(
+        "splitroute preresolve: %d queries in %.1f s (at most %d/s): %d answered, %d failed, %d timed out"
+        % (counts["asked"], time.monotonic() - started, rate, counts["answered"], counts["failed"], counts["timed_out"])
+    )
+    _print(args, counts)
+    return 0
+
+
+def start_preresolve(plan):
+    """After a refresh that changed a list: run the pre-resolution again, in its own unit (not waited for)."""
+    if any(t.get("preresolve") for t in plan.get("tunnels", [])):
+        subprocess.run(["systemctl", "restart", "--no-block", _names.PRERESOLVE_UNIT], capture_output=True, check=False)

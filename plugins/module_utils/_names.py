@@ -61,8 +61,14 @@ ROTATE_UNIT = "splitroute-client-rotate.service"
 ROTATE_TIMER = "splitroute-client-rotate.timer"
 LISTS_UNIT = "splitroute-client-lists.service"
 LISTS_TIMER = "splitroute-client-lists.timer"
+PRERESOLVE_UNIT = "splitroute-client-preresolve.service"
 # the unit files the client role installs (templates of the same name + .j2)
-CLIENT_UNIT_FILES = (CLIENT_UNIT, FRONT_UNIT, BACK_TEMPLATE_UNIT, ROTATE_UNIT, ROTATE_TIMER, LISTS_UNIT, LISTS_TIMER)
+CLIENT_UNIT_FILES = (
+    CLIENT_UNIT, FRONT_UNIT, BACK_TEMPLATE_UNIT, ROTATE_UNIT, ROTATE_TIMER, LISTS_UNIT, LISTS_TIMER, PRERESOLVE_UNIT,
+)  # fmt: skip
+
+# stopped first on removal (then the back resolvers, then the table unit)
+CLIENT_STOP_FIRST = (LISTS_TIMER, LISTS_UNIT, PRERESOLVE_UNIT, ROTATE_TIMER, ROTATE_UNIT, FRONT_UNIT)
 
 # The two generations of every set dnsmasq fills: both filled by every answer, flushed
 # alternately by `splitroute rotate` (see _host_client).
@@ -146,6 +152,7 @@ def client_unit_triggers(tunnels, with_dns):
         FRONT_UNIT: {"restart": [CLIENT_FRONT_CONF, SYSTEMD + "/" + FRONT_UNIT]},
         ROTATE_TIMER: {"restart": [SYSTEMD + "/" + ROTATE_TIMER, SYSTEMD + "/" + ROTATE_UNIT]},
         LISTS_TIMER: {"restart": [SYSTEMD + "/" + LISTS_TIMER, SYSTEMD + "/" + LISTS_UNIT]},
+        PRERESOLVE_UNIT: {"restart": [SYSTEMD + "/" + PRERESOLVE_UNIT]},
     }
     for name in with_dns:
         out[back_unit(name)] = {"restart": back_files(name) + [SYSTEMD + "/" + BACK_TEMPLATE_UNIT]}

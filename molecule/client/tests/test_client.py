@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -561,6 +562,11 @@ def test_after_a_restart_listed_domains_are_tunneled_with_no_ansible_run(lab, ex
     for tunnel, name in LISTED.items():
         assert echo(lab, name, 4) == exits[tunnel]["ipv4"], tunnel
         assert echo(lab, name, 6) == exits[tunnel]["ipv6"], tunnel
+    # the lists the host fetched: their last good copies route from boot on (the network is in wg1's set
+    # before any fetch of this boot), and wg0's names are resolved ahead at start (the table is new)
+    wait_in_sets(lab, "wg0", SERVED["pre"])
+    assert echo(lab, SERVED_NET[0], 4) == exits["wg1"]["ipv4"]
+    assert echo(lab, "pre.example.org", 6) == exits["wg0"]["ipv6"]
     assert client.run("journalctl -b | grep -i 'ordering cycle'").rc != 0
     listed = ECHO_ADDRESSES["wg0"] + ECHO_ADDRESSES["wg1"]
     leaked = [p for p in parse_packets(packets) if p.dst in listed]
@@ -600,6 +606,160 @@ def test_a_tunnel_without_ipv6_answers_its_names_with_no_aaaa(lab, exits):
             ].get("elem", [])
             == []
         )
+
+
+# ---------------------------------------------------------------- lists the host fetches (domain_sources)
+
+LISTS = "/var/lib/splitroute/client-lists"
+SERVERS_FILE = "/etc/splitroute/dns/front-servers.conf"
+SERVED = {"pre": ("198.51.100.215", "2001:db8:100::15"), "feed": ("198.51.100.214", "2001:db8:100::14")}
+SERVED_NET = ("198.51.100.216", "2001:db8:100::16")  # wg1.txt's network
+
+
+def list_state(lab, tunnel):
+    out = lab.host(CLIENT).check_output("cat %s/%s-*.json" % (LISTS, tunnel))
+    return json.loads(out)
+
+
+def client_now(lab):
+    return float(lab.host(CLIENT).check_output("date +%s.%N"))
+
+
+def wait_fetched(lab, tunnel, since, timeout=15):
+    """The state of TUNNEL's source once it was fetched after SINCE (client time); fails after TIMEOUT s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = list_state(lab, tunnel)
+        if state.get("last_fetch", 0) > since:
+            return state
+        time.sleep(0.5)
+    raise AssertionError("%s's list was not fetched within %d s: %s" % (tunnel, timeout, list_state(lab, tunnel)))
+
+
+def in_sets(lab, tunnel, addresses):
+    """Whether every one of ADDRESSES is in one of TUNNEL's sets dnsmasq fills."""
+    listing = lab.host(CLIENT).check_output(
+        "for s in %s; do nft list set inet splitroute $s; done"
+        % " ".join("%s_v%d_%s" % (tunnel, f, g) for f in (4, 6) for g in ("a", "b"))
+    )
+    return all(re.search(r"[{ ,]%s[ ,}]" % re.escape(a), listing) for a in addresses)
+
+
+def wait_in_sets(lab, tunnel, addresses, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not in_sets(lab, tunnel, addresses):
+        assert time.monotonic() < deadline, "%s not in %s's sets after %d s" % (addresses, tunnel, timeout)
+        time.sleep(0.5)
+
+
+def serve(lab, name, text=None, mode=None):
+    """Change what the list server serves as NAME (TEXT) or how (MODE: 500, html, empty; None: normal)."""
+    inet = lab.host("inet")
+    root = lab.hostvars["inet"]["lab_list_server"]["root"]
+    if text is not None:
+        inet.check_output("printf %%s %s > %s/%s" % (shlex.quote(text), root, name))
+    if mode is None:
+        inet.check_output("rm -f %s/%s.mode" % (root, name))
+    else:
+        inet.check_output("printf %%s %s > %s/%s.mode" % (mode, root, name))
+
+
+def test_published_lists_take_their_tunnels_over_https_and_http(lab, exits):
+    """wg0's list (HTTPS, the lab's CA) lists pre.example.org; wg1's (HTTP) carries a network only. Both are
+    fetched by the host, with no Ansible run after the first, and route over IPv4 and IPv6."""
+    for tunnel in ("wg0", "wg1"):
+        state = list_state(lab, tunnel)
+        assert state["last_error"] is None and state["last_success"], state
+    assert list_state(lab, "wg0")["domains"] == 1 and list_state(lab, "wg1")["networks"] == 2
+    uplink = []
+    with lab.capture(ROUTER, "wan", uplink):
+        for family in (4, 6):
+            assert echo(lab, "pre.example.org", family) == exits["wg0"]["ipv%d" % family]
+            host = SERVED_NET[0] if family == 4 else "[%s]" % SERVED_NET[1]
+            assert echo(lab, host, family) == exits["wg1"]["ipv%d" % family]
+    packets = parse_packets(uplink)
+    assert not [p for p in packets if "pre.example.org" in p.info], "pre.example.org was asked on the uplink"
+    assert not [p for p in packets if p.dst in SERVED["pre"] + SERVED_NET]
+    report = json.loads(lab.host(CLIENT).check_output("splitroute status --json"))
+    assert {e["tunnel"]: e["ok"] for e in report["lists"]} == {"wg0": True, "wg1": True}, report["lists"]
+    metrics = lab.host(CLIENT).check_output("splitroute metrics")
+    assert re.search(
+        r'splitroute_list_domains\{[^}]*tunnel="wg0",source="https://lists\.example\.org:8443/wg0\.txt"\} 1', metrics
+    )
+
+
+def test_a_served_list_changes_live_and_a_broken_one_keeps_the_last_good(lab, exits):
+    """With no Ansible run: a domain added to the served list takes the tunnel within one refresh
+    interval, a 304 rewrites nothing, a removed domain stops taking it (its DNS crosses the uplink at
+    once, its traffic goes direct within the sets' removal bound), and an error page, an HTML page, an
+    empty body, a body with injection attempts and a server that is down each keep the last good list."""
+    client = lab.host(CLIENT)
+    front_pid = client.check_output("systemctl show -p MainPID --value splitroute-dns-front.service")
+    good = "# wg0's published list\npre.example.org\n"
+
+    def wait_servers_file(present, timeout=12):
+        deadline = time.monotonic() + timeout
+        while ("server=/feed.example.org/" in client.check_output("cat %s" % SERVERS_FILE)) != present:
+            assert time.monotonic() < deadline, "feed.example.org %s the servers-file after %d s" % (
+                "not in" if present else "still in", timeout)  # fmt: skip
+            time.sleep(0.5)
+
+    # added: live within one interval (5 s) and the timer's tick (5 s), fetch included
+    assert not in_sets(lab, "wg0", SERVED["feed"]), "feed.example.org's addresses are in the sets already"
+    serve(lab, "wg0.txt", good + "feed.example.org\n")
+    wait_servers_file(True)
+    # pre-resolved (wg0 has preresolve): its addresses are in the sets before anything here asks for it
+    wait_in_sets(lab, "wg0", SERVED["feed"])
+    uplink = []
+    with lab.capture(ROUTER, "wan", uplink):
+        for family in (4, 6):
+            assert echo(lab, "feed.example.org", family) == exits["wg0"]["ipv%d" % family]
+    assert not [p for p in parse_packets(uplink) if "feed.example.org" in p.info or p.dst in SERVED["feed"]]
+    # not modified: the next fetches are 304 and nothing is rewritten
+    stamp = client.check_output("stat -c %%Y.%%y %s" % SERVERS_FILE)
+    since = client_now(lab)
+    state = wait_fetched(lab, "wg0", since)
+    state = wait_fetched(lab, "wg0", state["last_fetch"])
+    assert state["last_result"] == "not-modified", state
+    log = lab.host("inet").check_output("cat %s/requests.log" % lab.hostvars["inet"]["lab_list_server"]["root"])
+    assert log.splitlines()[-1] == "/wg0.txt 304", log[-300:]
+    assert client.check_output("stat -c %%Y.%%y %s" % SERVERS_FILE) == stamp
+    # removed: gone from the servers-file at the next fetch, its DNS now crosses the uplink
+    serve(lab, "wg0.txt", good)
+    wait_servers_file(False)
+    removed_at = time.monotonic()
+    uplink = []
+    with lab.capture(ROUTER, "wan", uplink):
+        client.run("dig +time=2 +tries=1 feed.example.org A")
+    assert [p for p in parse_packets(uplink) if "feed.example.org" in p.info and p.dport == 53]
+    # broken, five ways: the last good list stays (pre.example.org keeps its tunnel, nothing is rewritten)
+    before = client.check_output("cat %s" % SERVERS_FILE)
+    injection = good + "evil.example.org\nserver=/#/1.1.1.1\nx.example,y\nnft.example;flush ruleset\n"
+    breaks = [("500", None, "HTTP 500"), ("html", None, "an HTML page"), ("empty", None, "an empty body"),
+              (None, injection, "3 invalid lines"), ("down", None, "ConnectionRefusedError")]  # fmt: skip
+    try:
+        for mode, text, reason in breaks:
+            if mode == "down":
+                lab.host("inet").check_output("systemctl stop srlab-lists.service")
+            else:
+                serve(lab, "wg0.txt", text, mode)
+            state = wait_fetched(lab, "wg0", client_now(lab))
+            assert state["last_result"] == "failed" and reason in (state["last_error"] or ""), (mode, state)
+            assert client.check_output("cat %s" % SERVERS_FILE) == before, mode
+            assert echo(lab, "pre.example.org", 4) == exits["wg0"]["ipv4"], mode
+            serve(lab, "wg0.txt", good)
+    finally:
+        lab.host("inet").check_output("systemctl start srlab-lists.service")
+        serve(lab, "wg0.txt", good)
+    # all along the same front resolver: SIGHUPs, no restart
+    assert client.check_output("systemctl show -p MainPID --value splitroute-dns-front.service") == front_pid
+    # the removed domain's addresses leave the sets within the removal bound: then it goes direct
+    bound = json.loads(client.check_output("cat /etc/splitroute/client.json"))["rotation"]["removal_bound"]
+    time.sleep(max(0.0, bound - (time.monotonic() - removed_at)))
+    for family in (4, 6):
+        assert echo(lab, "feed.example.org", family) == exits["direct"]["ipv%d" % family]
+    since = client_now(lab)
+    assert wait_fetched(lab, "wg0", since)["last_error"] is None
 
 
 def test_removing_the_second_tunnel_leaves_no_trace_of_it_and_the_first_keeps_working(lab, exits):

@@ -66,6 +66,7 @@ def test_rules_routes_and_units_are_the_plan_s_as_the_tasks_take_them():
         "splitroute-dns-front.service",
         "wg-quick@wg0.service",
         "wg-quick@wg1.service",
+        "splitroute-client-preresolve.service",
         "splitroute-client-rotate.timer",
         "splitroute-client-lists.timer",
     ]

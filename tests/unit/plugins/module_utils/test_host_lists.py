@@ -7,14 +7,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
+import struct
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from host_program import install, run  # tests/host_program.py
 
-from ansible_collections.splitroute.vpn.plugins.module_utils import _host, _lists, _names
+from ansible_collections.splitroute.vpn.plugins.module_utils import _host, _host_lists, _lists, _names
 
 ROOT = Path(__file__).resolve().parents[4]
 SERVER = ROOT / "lab" / "playbooks" / "files" / "srlab-lists.py"
@@ -311,3 +314,78 @@ def test_a_slow_or_oversized_list_is_cut_off_by_its_limits(lab):
     started = time.monotonic()
     assert splitroute(lab, "refresh", "--force").returncode == 1
     assert state(plan)["last_error"] == "timed out" and time.monotonic() - started < 10
+
+
+# ---------------------------------------------------------------- pre-resolution
+
+
+class Responder:
+    """A UDP DNS responder on 127.0.0.1 that answers every query NOERROR (or drops those for DROP), recording
+    (time, name, qtype) of each."""
+
+    def __init__(self, drop=()):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.address = self.sock.getsockname()
+        self.seen, self.drop, self.stop = [], set(drop), False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while not self.stop:
+            try:
+                message, peer = self.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            labels, pos = [], 12
+            while message[pos]:
+                labels.append(message[pos + 1 : pos + 1 + message[pos]].decode())
+                pos += 1 + message[pos]
+            name, qtype = ".".join(labels), struct.unpack(">H", message[pos + 1 : pos + 3])[0]
+            self.seen.append((time.monotonic(), name, qtype))
+            if name not in self.drop:
+                self.sock.sendto(message[:2] + struct.pack(">H", 0x8180) + message[4:], peer)
+
+    def close(self):
+        self.stop = True
+        self.thread.join()
+        self.sock.close()
+
+
+def test_preresolve_asks_every_name_of_its_tunnels_once_at_the_rate_given():
+    plan = {"tunnels": [
+        {"name": "wg0", "preresolve": True, "has_v4": True, "has_v6": False},
+        {"name": "wg1", "preresolve": False},
+        {"name": "wg2", "preresolve": True, "has_v4": True, "has_v6": True},
+    ]}  # fmt: skip
+    merged = {
+        "wg0": {"domains": ["a%d.example" % i for i in range(10)]},
+        "wg1": {"domains": ["never.example"]},
+        "wg2": {"domains": ["b%d.example" % i for i in range(5)]},
+    }
+    queries = _host_lists.preresolve_queries(plan, merged)
+    assert len(queries) == 10 + 2 * 5 and ("never.example", 1) not in queries
+    assert ("a0.example", 28) not in queries and ("b0.example", 28) in queries
+    responder = Responder()
+    try:
+        started = time.monotonic()
+        counts = _host_lists.resolve_all(queries, responder.address, rate=10)
+        elapsed = time.monotonic() - started
+    finally:
+        responder.close()
+    assert counts == {"asked": 20, "answered": 20, "failed": 0, "timed_out": 0}
+    assert sorted((n, t) for _at, n, t in responder.seen) == sorted(queries)
+    # 20 queries at 10 a second: the last one 1.9 s after the first, never faster
+    times = [at for at, _n, _t in responder.seen]
+    assert times[-1] - times[0] >= 1.8 and elapsed >= 1.8
+    assert all(later - earlier >= 0.05 for earlier, later in zip(times, times[1:]))
+
+
+def test_preresolve_gives_up_on_a_query_without_an_answer():
+    responder = Responder(drop={"silent.example"})
+    try:
+        counts = _host_lists.resolve_all([("ok.example", 1), ("silent.example", 1)], responder.address, rate=100)
+    finally:
+        responder.close()
+    assert counts == {"asked": 2, "answered": 1, "failed": 0, "timed_out": 1}
