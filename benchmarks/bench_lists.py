@@ -17,6 +17,7 @@ memory (VmRSS) without a list and with it. BENCH_DOMAINS sets the list's size. R
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -39,6 +40,16 @@ COMMON = ["no-resolv", "no-hosts", "no-poll", "bind-interfaces", "pid-file=", "u
 
 def sh(ns, *cmd, check=True):
     return subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True, check=check)
+
+
+def enter_netns(ns):
+    """This process into network namespace NS (setns(2); os.setns is Python 3.12+)."""
+    fd = os.open("/run/netns/%s" % ns, os.O_RDONLY)
+    try:
+        if ctypes.CDLL(None, use_errno=True).setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+            raise OSError(ctypes.get_errno(), "setns")
+    finally:
+        os.close(fd)
 
 
 def rss_kib(pid):
@@ -117,9 +128,7 @@ def main():
         }
         os.makedirs(plan["lists"]["dir"])
         # the program's functions run inside the namespace: this process enters it
-        fd = os.open("/run/netns/%s" % ns, os.O_RDONLY)
-        os.setns(fd, 0)  # CLONE_NEWNET
-        os.close(fd)
+        enter_netns(ns)
         log = [].append
         t0 = time.monotonic()
         assert _host_lists.refresh_source(plan["lists"]["dir"], source, time.time(), log) == "changed"

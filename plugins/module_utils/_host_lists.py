@@ -405,7 +405,9 @@ def refresh_command(plan, args, log):
     if applied and applied["servers_file"]:
         start_preresolve(plan)
     _print(args, {"sources": results, "applied": applied})
-    return 1 if "failed" in results.values() else 0
+    # a source that failed is the status's problem (splitroute status, the metrics, the journal), not a
+    # failed unit: a list server's outage must not leave the host "degraded"; a failed apply is (HostError)
+    return 0
 
 
 # ---------------------------------------------------------------- pre-resolution
