@@ -68,7 +68,7 @@ def wait_answer(ns, name, want, timeout=600):
     start = time.monotonic()
     while not answers(ns, name, want):
         if time.monotonic() - start > timeout:
-            raise SystemExit("the front did not answer %s from the back within %d s: %s" % (name, timeout, sh(ns, "dig", "+short", "@127.0.0.1", name, check=False).stdout))
+            raise SystemExit("the front did not answer %s from the back within %d s" % (name, timeout))
         time.sleep(0.01)
     return time.monotonic() - start
 

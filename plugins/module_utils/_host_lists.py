@@ -337,19 +337,17 @@ def apply(plan, check=False, reload=True, log=None):
             if _read_json(os.path.join(directory, "applied.json")) != applied:
                 _write(os.path.join(directory, "applied.json"), json.dumps(applied, sort_keys=True) + "\n")
         if log and (servers_changed or changes):
-            log(
-                "splitroute apply: %s%s"
-                % (
-                    "servers-file (%d domains)" % sum(len(m["domains"]) for m in merged.values())
-                    if servers_changed
-                    else "",
-                    (", " if servers_changed else "") + "sets %s" % " ".join(n for n, _ in changes) if changes else "",
-                )
+            done = (
+                ["servers-file (%d domains)" % sum(len(m["domains"]) for m in merged.values())]
+                if servers_changed
+                else []
             )
+            done += ["set %s (%d networks)" % (name, len(nets)) for name, nets in changes]
+            log("splitroute apply: %s" % ", ".join(done))
     return {
         "changed": bool(servers_changed or changes),
         "servers_file": servers_changed,
-        "sets": [n for n, _ in changes],
+        "sets": [name for name, _nets in changes],
         "conflicts": {sid: len(lost) for sid, lost in conflicts.items() if lost},
     }
 

@@ -65,7 +65,7 @@ def lab(tmp_path, netns, nsexec, pki):
         ["ip", "netns", "exec", netns, "/usr/bin/python3", str(SERVER), "--root", str(root), "--http", "8080",
          "--https", "8443", "--cert", str(pki["dir"] / "server.pem"), "--key", str(pki["dir"] / "server.key")],
     )  # fmt: skip
-    for _ in range(100):
+    for _attempt in range(100):
         if nsexec("sh", "-c", "exec 3<>/dev/tcp/127.0.0.1/8443", check=False).returncode == 0:
             break
         time.sleep(0.05)
