@@ -756,7 +756,7 @@ def client_trees(tunnels, with_dns):
             "files": [
                 entry(etc, _names.CLIENT_PLAN, "client.json.j2"),
                 entry(etc, _names.CLIENT_NFT_FILE, "client.nft.j2"),
-                # (its servers-file is written by `splitroute apply`: the listed domains and the sources')
+                # (its base and servers-file are written by `splitroute apply`: the listed domains and the sources')
                 entry(etc, _names.CLIENT_FRONT_CONF, "dnsmasq-front.conf.j2"),
             ]
             + [entry(etc, _names.back_files(name)[0], "dnsmasq-back.conf.j2", tunnel=name) for name in with_dns]
@@ -862,6 +862,7 @@ def client_host_plan(tunnels, settings, resolved=False):
             "dns_dir": _names.CLIENT_DNS_DIR,
             "front_conf": _names.CLIENT_FRONT_CONF,
             "front_servers": _names.CLIENT_FRONT_SERVERS,
+            "front_base": _names.CLIENT_FRONT_BASE,
             "systemd": _names.SYSTEMD,
             "wireguard": _names.WIREGUARD,
             "networkd_dropin": _names.NETWORKD_DROPIN,

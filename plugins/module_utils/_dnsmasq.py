@@ -462,6 +462,50 @@ def compile_config(groups, layout=FLAT):
     return Compiled(content, domains, prepared)
 
 
+def server_routes(text):
+    """{domain: server} of the server=/DOMAIN/SERVER lines of TEXT (a front layout's: one server a domain)."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("server=/"):
+            domain, _slash, server = line[8:].partition("/")
+            out[domain] = server
+    return out
+
+
+def _suffix_route(routes, domain):
+    """The server ROUTES give DOMAIN: its own, else its nearest listed parent's, else None (the default)."""
+    name = domain
+    while True:
+        if name in routes:
+            return routes[name]
+        _label, dot, name = name.partition(".")
+        if not dot:
+            return None
+
+
+def front_overrides(base, want):
+    """The servers-file lines that make a front which read BASE ({domain: server}, a conf-file) route as
+    WANT does, and the work dnsmasq does to read them on a SIGHUP; None when no such lines exist.
+
+    dnsmasq (2.90, 2.91) keeps every server= line in one list: on a SIGHUP each server=/D/S line of the
+    servers-file looks for itself along the whole list (conf-file lines included), so reading a servers-file
+    of n such lines costs about n x (len(BASE) + n) and a 100,000-line one takes minutes; server=/D/# lines
+    (D: the standard servers) are kept elsewhere and cost nothing, and they win over a conf-file's
+    server=/D/S. So: a domain of BASE that WANT routes elsewhere by default (itself or through its
+    parent) gets server=/D/#, a domain only WANT has gets server=/D/S; a domain of BASE that WANT sends to
+    another back resolver cannot be expressed (both servers would answer for it): None."""
+    lines = []
+    for domain, server in base.items():
+        route = _suffix_route(want, domain)
+        if route == server:
+            continue
+        if route is not None:
+            return None
+        lines.append("server=/%s/#" % domain)
+    added = ["server=/%s/%s" % (domain, server) for domain, server in want.items() if domain not in base]
+    return lines + added, len(added) * (len(base) + len(added))
+
+
 def parse_domains(text):
     """Domains named by the nftset=/.../ and server=/.../ lines of TEXT (the catch-all '#' excluded)."""
     found = set()

@@ -139,10 +139,10 @@ def boot(plan, args, log):
     _host.merge_rules(plan["rules"], plan["boot_routes"], log)
     # the table may be new (boot): its sets are empty, both generations start now
     _write_state(_state_path(plan), rotate_step(None, _now(), plan["rotation"]["period"])[1])
-    # the sources' networks from their last good copies (the front is not up yet: no reload); a failure
+    # the sources' networks from their last good copies (the front is not up yet: nothing to signal); a failure
     # here leaves the table, the rules and the blackholes in place and the front starts
     try:
-        _host_lists.apply(plan, reload=False, log=log)
+        _host_lists.apply(plan, log=log)
     except _host.HostError as exc:
         log("splitroute boot: the lists were not applied: %s" % exc)
     return 0

@@ -17,9 +17,13 @@ change) rewrites nothing and compiles nothing. Then `apply`, if a copy changed.
 `apply` (the role, after writing the plan; `boot`; `refresh`) builds what the host routes from the
 plan and the last good copies (_lists.merge: a domain listed for two tunnels goes to the first):
 
-- the front resolver's servers-file, one server=/DOMAIN/BACK line per listed domain, checked by
-  `dnsmasq --test` before it replaces the live file (atomically); then the front gets a SIGHUP
-  (systemctl try-reload-or-restart: only if it runs). No restart, no lost query, no conntrack flush;
+- the front resolver's lists, one server=/DOMAIN/BACK per listed domain: front-base.conf, the conf-file
+  the front loads at start (a 100,000-line one in about 0.3 s), and its servers-file, the changes since
+  (front_plan). A change goes live by a SIGHUP (systemctl try-reload-or-restart, only if it runs): no
+  restart, no lost query, no conntrack flush. One the servers-file cannot carry cheaply (a domain moved to
+  another tunnel; more changes than WALK_LIMIT allows: a 100,000-domain list's first load) restarts the
+  front on a new base instead, in about 0.3 s. Both are checked by `dnsmasq --test` before they replace
+  the live files (atomically);
 - the sources' networks in the tunnel's set TUNNEL_src4 / TUNNEL_src6 (the table file declares them
   and never touches their elements), flushed and filled in one nft transaction, checked by `nft -c`.
 
@@ -27,7 +31,7 @@ Nothing is written when nothing changed (the role's second run reports no change
 would change, nothing written. --json: the result on stdout.
 
 `preresolve` (splitroute-client-preresolve.service: after the front and the tunnels at start, and
-again after a refresh that changed the servers-file): every listed name of the tunnels with
+again after a refresh that changed the front's lists): every listed name of the tunnels with
 `preresolve` is asked of the front resolver (A and AAAA, as the tunnel carries them), at most
 plan["lists"]["preresolve_rate"] a second, so the back resolvers put their addresses in the sets before
 an application asks.
@@ -247,11 +251,176 @@ def _nft(script, check):
         raise _host.HostError("nft%s: %s" % (" -c" if check else "", proc.stderr.strip()[:2000]))
 
 
-def _dnsmasq_test(path):
-    argv = _releases.dnsmasq_test_argv("dnsmasq", path, servers_file=_releases.DNSMASQ_TEST_READS_SERVERS_FILE)
+# ---------------------------------------------------------------- the front's files
+
+# the most work (_dnsmasq.front_overrides) a SIGHUP may cost the front: about 3 s on the lab machine
+# (2 cores), in which it answers nothing (queries wait in its socket, none is lost); more, and the front
+# is restarted on a compacted base instead (a conf-file of 100,000 lines loads in about 0.3 s)
+WALK_LIMIT = 200_000_000
+
+OVERRIDES_HEADER = (
+    "# Written by `splitroute apply`. Do not edit: the changes to the lists since the front resolver\n"
+    "# loaded front-base.conf (# : a domain no longer listed, to the standard servers), re-read on SIGHUP.\n"
+)
+
+
+class Front:
+    """The front resolver as systemd runs it (UNIT): its main PID, a reload (SIGHUP) and a restart."""
+
+    def __init__(self, unit=_names.FRONT_UNIT):
+        self.unit = unit
+
+    def pid(self):
+        try:
+            proc = subprocess.run(
+                ["systemctl", "show", "--property=MainPID", "--value", self.unit],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+        except OSError:
+            return None
+        value = proc.stdout.strip()
+        return int(value) if proc.returncode == 0 and value.isdigit() and int(value) > 0 else None
+
+    def _systemctl(self, verb):
+        proc = subprocess.run(["systemctl", verb, self.unit], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise _host.HostError("systemctl %s %s: %s" % (verb, self.unit, proc.stderr.strip()))
+
+    def reload(self):
+        self._systemctl("try-reload-or-restart")
+
+    def restart(self):
+        self._systemctl("try-restart")
+
+
+def process_start(pid):
+    """When process PID started (epoch seconds, to the clock tick)."""
+    with open("/proc/%d/stat" % pid, encoding="ascii", errors="replace") as fh:
+        ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+    booted = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+    return booted + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def front_state(front, base_path):
+    """None: the front does not run, or runs without reading BASE_PATH (a unit of an older release: the
+    role restarts it); "current": it loaded the BASE_PATH on disk; "stale": the file changed since."""
+    pid = front.pid() if front is not None else None
+    if pid is None:
+        return None
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as fh:
+            argv = fh.read().split(b"\0")
+        loaded = process_start(pid)
+    except (OSError, IndexError, ValueError):
+        return None
+    if ("--conf-file=%s" % base_path).encode() not in argv:
+        return None
+    try:
+        return "current" if os.stat(base_path).st_mtime <= loaded else "stale"
+    except OSError:
+        return "stale"
+
+
+def _read_text(path):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def _dnsmasq_test(path, what, servers_file):
+    servers_file = servers_file and _releases.DNSMASQ_TEST_READS_SERVERS_FILE
+    argv = _releases.dnsmasq_test_argv("dnsmasq", path, servers_file=servers_file)
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise _host.HostError("dnsmasq --test refused the new servers-file: %s" % (proc.stderr or proc.stdout).strip())
+        raise _host.HostError("dnsmasq --test refused the new %s: %s" % (what, (proc.stderr or proc.stdout).strip()))
+
+
+def _stage(path, text, servers_file):
+    """TEXT in a new file next to PATH, once `dnsmasq --test` took it; returns its path."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".conf", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        _dnsmasq_test(tmp, path, servers_file)
+        os.chmod(tmp, 0o644)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
+def front_plan(base_text, servers_text, text, state, limit=WALK_LIMIT):
+    """What brings the front to route as TEXT (the servers= lines of every listed domain) from the files on
+    disk (BASE_TEXT, SERVERS_TEXT: None when missing) and its STATE (front_state): (the base to write or
+    None, the servers-file to write or None, "reload", "restart" or None).
+
+    While the front runs on the base on disk, a change goes into the servers-file as overrides of that base
+    (_dnsmasq.front_overrides) and a SIGHUP reads it: no restart, no lost query. A change overrides cannot
+    express (a domain moved to another tunnel) or that would cost more than LIMIT, a base the running front
+    did not load, or a front that does not run: the base becomes TEXT, the servers-file empty, and a
+    running front restarts."""
+    want = _dnsmasq.server_routes(text)
+    if base_text is not None and state != "stale":
+        found = _dnsmasq.front_overrides(_dnsmasq.server_routes(base_text), want)
+        if found is not None and (state is None or found[1] <= limit):
+            overrides = OVERRIDES_HEADER + "".join(line + "\n" for line in found[0])
+            if overrides == servers_text:
+                return None, None, None
+            if state == "current":
+                return None, overrides, "reload"
+    base = None if base_text == text else text
+    servers = None if servers_text == OVERRIDES_HEADER else OVERRIDES_HEADER
+    if state is None:
+        return base, servers, None
+    return base, servers, "restart"
+
+
+def apply_front(paths, text, front, check=False, limit=WALK_LIMIT):
+    """Bring the front's files (PATHS: front_base, front_servers) and FRONT (Front) to TEXT (front_plan).
+    Both files pass `dnsmasq --test` before either replaces the live one (atomically), the servers-file
+    first (a stop in between leaves a base the front did not load: "stale", the next apply restarts it).
+    Returns what was done: "written", "reload", "restart" or None."""
+    base_path, servers_path = paths["front_base"], paths["front_servers"]
+    state = front_state(front, base_path)
+    base, servers, action = front_plan(_read_text(base_path), _read_text(servers_path), text, state, limit)
+    if check or (base is None and servers is None and action is None):
+        return action or ("written" if base is not None or servers is not None else None)
+    staged = []
+    try:
+        if servers is not None:
+            staged.append((_stage(servers_path, servers, servers_file=True), servers_path))
+        if base is not None:
+            staged.append((_stage(base_path, base, servers_file=False), base_path))
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _path in staged:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    if action == "reload":
+        front.reload()
+    elif action == "restart":
+        front.restart()
+        _stamp_loaded(front, base_path)
+    return action or "written"
+
+
+def _stamp_loaded(front, base_path):
+    """After a restart the new front reads the base on disk: stamp it no newer than the front's start
+    (process_start is to the clock tick, a restart can follow the write within one)."""
+    pid = front.pid()
+    if pid is None:
+        return
+    try:
+        loaded = process_start(pid)
+        if os.stat(base_path).st_mtime > loaded:
+            os.utime(base_path, (loaded, loaded))
+    except (OSError, IndexError, ValueError):
+        pass
 
 
 def front_groups(plan, merged):
@@ -265,7 +434,7 @@ def front_groups(plan, merged):
 
 
 def compute(plan):
-    """(merged, conflicts, the servers-file text) for PLAN and the last good copies on the host."""
+    """(merged, conflicts, the front's lists: server= lines) for PLAN and the last good copies on the host."""
     directory = lists_dir(plan)
     contents = {}
     for _tunnel, source in sources(plan):
@@ -279,22 +448,18 @@ def compute(plan):
     try:
         text = _dnsmasq.compile_config(front_groups(plan, merged), "front").content
     except _dnsmasq.InputError as exc:
-        raise _host.HostError("the servers-file: %s" % exc) from exc
+        raise _host.HostError("the front's lists: %s" % exc) from exc
     return merged, conflicts, text
 
 
-def apply(plan, check=False, reload=True, log=None):
-    """Bring the servers-file and the sources' network sets to what PLAN and the good copies give (see the
-    module's doc). Returns the result: changed, servers_file (changed), sets (the sets changed), conflicts."""
+def apply(plan, check=False, front=None, log=None):
+    """Bring the front's lists and the sources' network sets to what PLAN and the good copies give (see the
+    module's doc). FRONT: the front resolver (Front(): as systemd runs it). Returns the result: changed,
+    servers_file (the front's lists changed), front (what was done to them: apply_front), sets (the sets
+    changed), conflicts."""
     merged, conflicts, text = compute(plan)
     table = plan["nft"]["table"]
-    path = plan["paths"]["front_servers"]
-    try:
-        with open(path, encoding="utf-8") as fh:
-            have_text = fh.read()
-    except OSError:
-        have_text = None
-    servers_changed = have_text != text
+    front = Front() if front is None else front
     changes = []
     for t in plan.get("tunnels", []):
         for family in _names.FAMILIES:
@@ -310,25 +475,15 @@ def apply(plan, check=False, reload=True, log=None):
                 )
             if have is not None and have != want:
                 changes.append((name, want))
-    if not check:
-        if servers_changed:
-            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".front-servers.", suffix=".conf", dir=os.path.dirname(path))
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            try:
-                _dnsmasq_test(tmp)
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+    if check:
+        done = apply_front(plan["paths"], text, front, check=True)
+    else:
         if changes:
             script = sets_script(table, changes)
             _nft(script, check=True)
+        done = apply_front(plan["paths"], text, front)
+        if changes:
             _nft(script, check=False)
-        if servers_changed and reload:
-            subprocess.run(["systemctl", "try-reload-or-restart", _names.FRONT_UNIT], capture_output=True, check=False)
         directory = lists_dir(plan)
         if os.path.isdir(directory):
             _prune(directory, plan)
@@ -336,17 +491,18 @@ def apply(plan, check=False, reload=True, log=None):
             applied = {"conflicts": summary, "domains": {n: len(m["domains"]) for n, m in merged.items()}}
             if _read_json(os.path.join(directory, "applied.json")) != applied:
                 _write(os.path.join(directory, "applied.json"), json.dumps(applied, sort_keys=True) + "\n")
-        if log and (servers_changed or changes):
-            done = (
-                ["servers-file (%d domains)" % sum(len(m["domains"]) for m in merged.values())]
-                if servers_changed
+        if log and (done or changes):
+            lines = (
+                ["the front's lists (%d domains, %s)" % (sum(len(m["domains"]) for m in merged.values()), done)]
+                if done
                 else []
             )
-            done += ["set %s (%d networks)" % (name, len(nets)) for name, nets in changes]
-            log("splitroute apply: %s" % ", ".join(done))
+            lines += ["set %s (%d networks)" % (name, len(nets)) for name, nets in changes]
+            log("splitroute apply: %s" % ", ".join(lines))
     return {
-        "changed": bool(servers_changed or changes),
-        "servers_file": servers_changed,
+        "changed": bool(done or changes),
+        "servers_file": bool(done),
+        "front": done,
         "sets": [name for name, _nets in changes],
         "conflicts": {sid: len(lost) for sid, lost in conflicts.items() if lost},
     }

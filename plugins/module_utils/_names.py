@@ -34,6 +34,8 @@ CLIENT_NFT_FILE = ETC + "/client.nft"
 CLIENT_DNS_DIR = ETC + "/dns"
 CLIENT_FRONT_CONF = CLIENT_DNS_DIR + "/front.conf"
 CLIENT_FRONT_SERVERS = CLIENT_DNS_DIR + "/front-servers.conf"
+# the listed domains the front loads at start (a conf-file: its servers-file holds the changes since)
+CLIENT_FRONT_BASE = CLIENT_DNS_DIR + "/front-base.conf"
 CLIENT_RESOLV_BACKUP = ETC + "/resolv.conf.orig"
 # where the front resolver answers (resolv.conf names them; resolved forwards to the first)
 CLIENT_FRONT_ADDRESSES = ("127.0.0.1", "::1")

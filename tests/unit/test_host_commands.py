@@ -57,7 +57,7 @@ UNRESOLVED = {
     ("plugins/module_utils/_host_lists.py", '["nft", "-c", "-f", "-"] if check else ["nft", "-f", "-"]'): "nft",
     (
         "plugins/module_utils/_host_lists.py",
-        '_releases.dnsmasq_test_argv("dnsmasq", path, servers_file=_releases.DNSMASQ_TEST_READS_SERVERS_FILE)',
+        '_releases.dnsmasq_test_argv("dnsmasq", path, servers_file=servers_file)',
     ): "dnsmasq",
     ("tests/conftest.py", "python or sys.executable"):
         "python",  # run_module: the venv's python, or /usr/bin/python3 from PYTHONS (python3)

@@ -520,12 +520,12 @@ def test_a_name_looked_up_again_near_the_old_expiry_stays_tunneled_after_it(lab,
 )
 def test_bad_input_fails_before_any_change(lab, extra, message):
     client = lab.host(CLIENT)
-    before = client.check_output("md5sum /etc/splitroute/dns/front-servers.conf /etc/splitroute/client.nft")
+    before = client.check_output("md5sum %s /etc/splitroute/client.nft" % FRONT_FILES)
     rc, out = playbook(extra)
     assert rc != 0
     assert any(message in msg for msg in failures(out)), failures(out)
     assert changed_tasks(out) == []
-    assert client.check_output("md5sum /etc/splitroute/dns/front-servers.conf /etc/splitroute/client.nft") == before
+    assert client.check_output("md5sum %s /etc/splitroute/client.nft" % FRONT_FILES) == before
 
 
 def test_an_ipv6_address_where_ipv4_is_expected_is_refused(lab):
@@ -576,9 +576,21 @@ def test_after_a_restart_listed_domains_are_tunneled_with_no_ansible_run(lab, ex
 # ---------------------------------------------------------------- lists the host fetches (domain_sources)
 
 LISTS = "/var/lib/splitroute/client-lists"
-SERVERS_FILE = "/etc/splitroute/dns/front-servers.conf"
+# the front's lists: the base it loaded at start and the servers-file of the changes since
+FRONT_FILES = "/etc/splitroute/dns/front-base.conf /etc/splitroute/dns/front-servers.conf"
 SERVED = {"pre": ("198.51.100.215", "2001:db8:100::15"), "feed": ("198.51.100.214", "2001:db8:100::14")}
 SERVED_NET = ("198.51.100.216", "2001:db8:100::16")  # wg1.txt's network
+
+
+def front_route(client, domain):
+    """The back resolver the front's lists send DOMAIN to (None: the standard servers)."""
+    base, changes = (
+        dict(line[8:].split("/", 1) for line in client.check_output("cat %s" % path).splitlines()
+             if line.startswith("server=/"))
+        for path in FRONT_FILES.split()
+    )  # fmt: skip
+    route = changes.get(domain, base.get(domain))
+    return None if route == "#" else route
 
 
 def list_state(lab, tunnel):
@@ -664,8 +676,8 @@ def test_a_served_list_changes_live_and_a_broken_one_keeps_the_last_good(lab, ex
 
     def wait_servers_file(present, timeout=12):
         deadline = time.monotonic() + timeout
-        while ("server=/feed.example.org/" in client.check_output("cat %s" % SERVERS_FILE)) != present:
-            assert time.monotonic() < deadline, "feed.example.org %s the servers-file after %d s" % (
+        while (front_route(client, "feed.example.org") is not None) != present:
+            assert time.monotonic() < deadline, "feed.example.org %s the front's lists after %d s" % (
                 "not in" if present else "still in", timeout)  # fmt: skip
             time.sleep(0.5)
 
@@ -681,14 +693,14 @@ def test_a_served_list_changes_live_and_a_broken_one_keeps_the_last_good(lab, ex
             assert echo(lab, "feed.example.org", family) == exits["wg0"]["ipv%d" % family]
     assert not [p for p in parse_packets(uplink) if "feed.example.org" in p.info or p.dst in SERVED["feed"]]
     # not modified: the next fetches are 304 and nothing is rewritten
-    stamp = client.check_output("stat -c %%Y.%%y %s" % SERVERS_FILE)
+    stamp = client.check_output("stat -c %%Y.%%y %s" % FRONT_FILES)
     since = client_now(lab)
     state = wait_fetched(lab, "wg0", since)
     state = wait_fetched(lab, "wg0", state["last_fetch"])
     assert state["last_result"] == "not-modified", state
     log = lab.host("inet").check_output("cat %s/requests.log" % lab.hostvars["inet"]["lab_list_server"]["root"])
     assert [line for line in log.splitlines() if line.startswith("/wg0.txt ")][-2:] == ["/wg0.txt 304"] * 2, log[-300:]
-    assert client.check_output("stat -c %%Y.%%y %s" % SERVERS_FILE) == stamp
+    assert client.check_output("stat -c %%Y.%%y %s" % FRONT_FILES) == stamp
     # removed: gone from the servers-file at the next fetch, its DNS now crosses the uplink
     serve(lab, "wg0.txt", good)
     wait_servers_file(False)
@@ -698,7 +710,7 @@ def test_a_served_list_changes_live_and_a_broken_one_keeps_the_last_good(lab, ex
         client.run("dig +time=2 +tries=1 feed.example.org A")
     assert [p for p in parse_packets(uplink) if "feed.example.org" in p.info and p.dport == 53]
     # broken, five ways: the last good list stays (pre.example.org keeps its tunnel, nothing is rewritten)
-    before = client.check_output("cat %s" % SERVERS_FILE)
+    before = client.check_output("cat %s" % FRONT_FILES)
     injection = good + "evil.example.org\nserver=/#/1.1.1.1\nx.example,y\nnft.example;flush ruleset\n"
     breaks = [("500", None, "HTTP 500"), ("html", None, "an HTML page"), ("empty", None, "an empty body"),
               (None, injection, "3 invalid lines"), ("down", None, "ConnectionRefusedError")]  # fmt: skip
@@ -710,7 +722,7 @@ def test_a_served_list_changes_live_and_a_broken_one_keeps_the_last_good(lab, ex
                 serve(lab, "wg0.txt", text, mode)
             state = wait_fetched(lab, "wg0", client_now(lab))
             assert state["last_result"] == "failed" and reason in (state["last_error"] or ""), (mode, state)
-            assert client.check_output("cat %s" % SERVERS_FILE) == before, mode
+            assert client.check_output("cat %s" % FRONT_FILES) == before, mode
             assert echo(lab, "pre.example.org", 4) == exits["wg0"]["ipv4"], mode
             serve(lab, "wg0.txt", good)
     finally:
@@ -796,7 +808,7 @@ def test_removing_the_second_tunnel_leaves_no_trace_of_it_and_the_first_keeps_wo
     ):
         assert not client.file(path).exists, path
     assert [t["name"] for t in host_plan(client)["tunnels"]] == ["wg0"]
-    assert "www.example.net" not in client.check_output("cat /etc/splitroute/dns/front-servers.conf")
+    assert front_route(client, "www.example.net") is None
     for family in (4, 6):
         assert echo(lab, LISTED["wg0"], family) == exits["wg0"]["ipv%d" % family]
         assert echo(lab, LISTED["wg1"], family) == exits["direct"]["ipv%d" % family]

@@ -116,6 +116,7 @@ def host_plan(tmp_path, tunnels=("wg0", "wg1")):
         "paths": {
             "rotate_state": str(tmp_path / "run" / "client-rotate.json"),
             "front_servers": str(tmp_path / "dns" / "front-servers.conf"),
+            "front_base": str(tmp_path / "dns" / "front-base.conf"),
         },
         "lists": {"dir": str(tmp_path / "lists")},
         "rotation": _host_client.rotation(5, 5),

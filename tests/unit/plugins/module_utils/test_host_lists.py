@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 from host_program import install, run  # tests/host_program.py
 
-from ansible_collections.splitroute.vpn.plugins.module_utils import _host, _host_lists, _lists, _names
+from ansible_collections.splitroute.vpn.plugins.module_utils import _dnsmasq, _host, _host_lists, _lists, _names
 
 ROOT = Path(__file__).resolve().parents[4]
 SERVER = ROOT / "lab" / "playbooks" / "files" / "srlab-lists.py"
@@ -94,7 +95,10 @@ def write_plan(lab, tunnels):
             for name, domains, sources in tunnels
         ],
         "nft": {"table": _names.NFT_TABLE, "file": str(tmp / "client.nft")},
-        "paths": {"front_servers": str(tmp / "dns" / "front-servers.conf")},
+        "paths": {
+            "front_servers": str(tmp / "dns" / "front-servers.conf"),
+            "front_base": str(tmp / "dns" / "base.conf"),
+        },
         "lists": {"dir": str(tmp / "lists")},
         "front_groups": [
             {"name": name, "domains": domains, "back_server": "127.0.0.1#%d" % (5301 + i)}
@@ -119,8 +123,9 @@ def splitroute(lab, *args):
 
 
 def servers(plan):
-    path = Path(plan["paths"]["front_servers"])
-    return path.read_text() if path.exists() else None
+    """The front's lists: its base and the changes since (no front runs here: apply keeps the base whole)."""
+    paths = [Path(plan["paths"][key]) for key in ("front_base", "front_servers")]
+    return "".join(p.read_text() for p in paths) if paths[0].exists() else None
 
 
 def state(plan, index=0, tunnel=0):
@@ -163,11 +168,11 @@ def test_a_fetched_list_goes_live_and_a_304_rewrites_nothing(lab):
     # not due yet: nothing fetched
     assert splitroute(lab, "refresh").returncode == 0 and len(requests(lab)) == 1
     # due (forced): a conditional request, 304, nothing rewritten
-    mtime = os.stat(plan["paths"]["front_servers"]).st_mtime_ns
+    mtime = [os.stat(plan["paths"][key]).st_mtime_ns for key in ("front_base", "front_servers")]
     proc = splitroute(lab, "refresh", "--force", "--json")
     assert proc.returncode == 0 and json.loads(proc.stdout)["applied"] is None, proc.stdout
     assert requests(lab)[-1] == "/l.txt 304"
-    assert os.stat(plan["paths"]["front_servers"]).st_mtime_ns == mtime
+    assert [os.stat(plan["paths"][key]).st_mtime_ns for key in ("front_base", "front_servers")] == mtime
     assert state(plan)["last_result"] == "not-modified"
     # the role's apply on the same host: nothing to change
     assert json.loads(splitroute(lab, "apply", "--json").stdout)["changed"] is False
@@ -290,6 +295,144 @@ def test_apply_check_writes_nothing_and_a_removed_source_leaves_nothing(lab):
     assert set_elements(lab, "wg0_src4") == []
     assert sorted(p.name for p in Path(plan["lists"]["dir"]).iterdir()) == ["applied.json"]
     assert json.loads(splitroute(lab, "apply", "--json").stdout)["changed"] is False
+
+
+DNSMASQ = ("dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces", "--pid-file=",
+           "--user=root", "--cache-size=0")  # fmt: skip
+# the back resolvers of two tunnels and the upstream, each answering every name with its own address
+ANSWERS = {"127.0.0.1#5301": "198.51.100.1", "127.0.0.1#5302": "198.51.100.2", "127.0.0.2#53": "198.51.100.9"}
+A, B = "127.0.0.1#5301", "127.0.0.1#5302"
+
+
+class RunningFront:
+    """A front resolver in NETNS as the unit runs it (front.conf's options, then --conf-file=BASE, with
+    the servers-file), driven as _host_lists.Front drives the unit: its PID, a SIGHUP, a restart."""
+
+    def __init__(self, netns, nsexec, paths):
+        self.netns, self.nsexec, self.paths, self.proc = netns, nsexec, paths, None
+
+    def start(self):
+        self.started = time.time()
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.netns, *DNSMASQ, "--listen-address=127.0.0.1", "--port=53",
+             "--server=127.0.0.2", "--servers-file=%s" % self.paths["front_servers"],
+             "--conf-file=%s" % self.paths["front_base"]],
+        )  # fmt: skip
+        wait_for(lambda: self.answer("up.example") == ANSWERS["127.0.0.2#53"])
+
+    def pid(self):
+        return self.proc.pid if self.proc and self.proc.poll() is None else None
+
+    def reload(self):
+        os.kill(self.proc.pid, signal.SIGHUP)
+
+    def restart(self):
+        self.proc.terminate()
+        self.proc.wait()
+        self.start()
+
+    def answer(self, name):
+        return self.nsexec("dig", "+short", "+time=1", "+tries=1", "@127.0.0.1", name, "A", check=False).stdout.strip()
+
+
+def wait_for(predicate, limit=5.0):
+    deadline = time.monotonic() + limit
+    while not predicate():
+        assert time.monotonic() < deadline, "not within %.0f s" % limit
+        time.sleep(0.05)
+
+
+def routes(*pairs):
+    return "".join("server=/%s/%s\n" % pair for pair in pairs)
+
+
+@pytest.fixture
+def front(tmp_path, netns, nsexec):
+    nsexec("ip", "addr", "add", "127.0.0.2/8", "dev", "lo")
+    backs = [
+        subprocess.Popen(["ip", "netns", "exec", netns, *DNSMASQ, "--listen-address=%s" % host, "--port=%s" % port,
+                          "--address=/#/%s" % address])
+        for (host, port), address in ((server.split("#"), address) for server, address in ANSWERS.items())
+    ]  # fmt: skip
+    paths = {"front_base": str(tmp_path / "dns" / "front-base.conf"),
+             "front_servers": str(tmp_path / "dns" / "front-servers.conf")}  # fmt: skip
+    running = RunningFront(netns, nsexec, paths)
+    yield running
+    for proc in backs + ([running.proc] if running.proc else []):
+        proc.kill()
+        proc.wait()
+
+
+def test_the_front_takes_a_change_by_sighup_and_restarts_on_a_new_base_only_when_it_must(front):
+    paths = front.paths
+    first = routes(("a.example", A), ("b.example", A), ("sub.c.example", A))
+    # not running: the base is the whole list, the servers-file empty
+    assert _host_lists.apply_front(paths, first, front) == "written"
+    assert Path(paths["front_base"]).read_text() == first
+    assert Path(paths["front_servers"]).read_text() == _host_lists.OVERRIDES_HEADER
+    # systemd starts the front well after the role wrote its base (process_start is to the clock tick)
+    time.sleep(0.02)
+    front.start()
+    assert abs(_host_lists.process_start(front.pid()) - front.started) < 1
+    assert _host_lists.front_state(front, paths["front_base"]) == "current"
+    assert _host_lists.apply_front(paths, first, front) is None
+    assert [front.answer(n) for n in ("w.a.example", "c.example", "sub.c.example")] == [
+        ANSWERS[A], ANSWERS["127.0.0.2#53"], ANSWERS[A]]  # fmt: skip
+    # a removed domain, one added to the other tunnel, a parent added: a SIGHUP, the same process
+    pid, base_mtime = front.pid(), os.stat(paths["front_base"]).st_mtime_ns
+    second = routes(("b.example", A), ("sub.c.example", A), ("c.example", A), ("x.example", B))
+    assert _host_lists.apply_front(paths, second, front, check=True) == "reload"
+    assert Path(paths["front_servers"]).read_text() == _host_lists.OVERRIDES_HEADER
+    assert _host_lists.apply_front(paths, second, front) == "reload"
+    wait_for(lambda: front.answer("w.a.example") == ANSWERS["127.0.0.2#53"])
+    assert [front.answer(n) for n in ("x.example", "w.c.example", "b.example")] == [ANSWERS[B], ANSWERS[A], ANSWERS[A]]
+    assert front.pid() == pid and os.stat(paths["front_base"]).st_mtime_ns == base_mtime
+    assert _host_lists.apply_front(paths, second, front) is None
+    # a domain moved to the other tunnel: both would answer for it, so a new base and a restart
+    third = routes(("b.example", B), ("sub.c.example", A), ("c.example", A), ("x.example", B))
+    assert _host_lists.apply_front(paths, third, front) == "restart"
+    assert front.pid() != pid and Path(paths["front_base"]).read_text() == third
+    assert _host_lists.front_state(front, paths["front_base"]) == "current"
+    assert Path(paths["front_servers"]).read_text() == _host_lists.OVERRIDES_HEADER
+    assert [front.answer(n) for n in ("b.example", "w.a.example", "x.example")] == [
+        ANSWERS[B], ANSWERS["127.0.0.2#53"], ANSWERS[B]]  # fmt: skip
+    # more work than the limit allows: the same
+    pid = front.pid()
+    fourth = third + routes(("y.example", A))
+    assert _host_lists.apply_front(paths, fourth, front, limit=0) == "restart"
+    assert front.pid() != pid and front.answer("y.example") == ANSWERS[A]
+    # a base newer than the running front (a stop between writing it and the restart): a restart
+    pid = front.pid()
+    os.utime(paths["front_base"], (time.time() + 5, time.time() + 5))
+    assert _host_lists.front_state(front, paths["front_base"]) == "stale"
+    assert _host_lists.apply_front(paths, fourth, front) == "restart" and front.pid() != pid
+    os.utime(paths["front_base"], (time.time() - 5, time.time() - 5))
+    assert _host_lists.apply_front(paths, fourth, front) is None
+
+
+def test_a_front_that_runs_without_the_base_is_not_signalled(front):
+    """A unit of an older release (no --conf-file=BASE): apply writes, the role's restart loads it."""
+    first = routes(("a.example", A))
+    assert _host_lists.apply_front(front.paths, first, front) == "written"
+    time.sleep(0.02)
+    front.start()
+    other = dict(front.paths, front_base=front.paths["front_base"] + ".other")
+    assert _host_lists.front_state(front, other["front_base"]) is None
+    pid = front.pid()
+    assert _host_lists.apply_front(other, routes(("b.example", A)), front) == "written" and front.pid() == pid
+
+
+def test_front_overrides_carry_removals_and_additions_but_not_moves():
+    base = {"a.example": A, "sub.a.example": A, "b.example": A}
+    # the same routes, a child kept by its parent: nothing
+    assert _dnsmasq.front_overrides(base, {"a.example": A, "b.example": A}) == ([], 0)
+    lines, work = _dnsmasq.front_overrides(base, {"b.example": A, "x.example": B})
+    assert lines == ["server=/a.example/#", "server=/sub.a.example/#", "server=/x.example/%s" % B]
+    assert work == 1 * (3 + 1)
+    # moved, or left under a parent that moved: not expressible
+    assert _dnsmasq.front_overrides(base, {"a.example": A, "b.example": B}) is None
+    assert _dnsmasq.front_overrides(base, {"a.example": B, "b.example": A}) is None
+    assert _dnsmasq.server_routes("# c\nserver=/a.example/%s\nnftset=/b/4#inet#t#s\n" % A) == {"a.example": A}
 
 
 def test_status_and_metrics_show_every_source(lab):
