@@ -127,10 +127,12 @@ def host_lists(plan):
 
 
 def _triggers(interface, names):
-    """Unit -> {"restart": [paths]}: the files each of the gateway's units reads."""
+    """Unit -> {"restart": [paths], "reload": [paths]}: the files each of the gateway's units reads."""
     unit = _names.SYSTEMD + "/"
     out = {
-        _names.wg_unit(interface): {"restart": [_names.WIREGUARD + "/%s.conf" % interface]},
+        _names.wg_unit(interface): _names.wg_triggers(
+            _names.WIREGUARD + "/%s.conf" % interface, _names.gateway_wg_dropin(interface)
+        ),
         _names.GATEWAY_DNS_UNIT: {"restart": [_names.GATEWAY_DNS_CONF, unit + _names.GATEWAY_DNS_UNIT]},
     }
     for name in names:

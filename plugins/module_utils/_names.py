@@ -146,6 +146,14 @@ def wg_files(tunnel):
     return ["%s/%s.conf" % (WIREGUARD, tunnel), "%s/%s.key" % (WIREGUARD, tunnel)]
 
 
+def wg_triggers(conf, dropin):
+    """A wg-quick unit's triggers: restarted when its drop-in changed (it repeats the [Interface] lines of
+    the configuration as comments: a new address, port or MTU restarts the interface), reloaded when only
+    the configuration did: its peers, applied by `wg syncconf` (wg-quick@'s ExecReload), every other
+    peer's session and handshake untouched."""
+    return {"restart": [dropin], "reload": [conf]}
+
+
 def client_unit_triggers(tunnels, with_dns):
     """Unit -> {"restart": [paths], "reload": [paths]}: the files each of the client's units reads,
     so a run that changed one restarts (reloads) the unit. The table unit is only started: its
@@ -159,7 +167,7 @@ def client_unit_triggers(tunnels, with_dns):
     for name in with_dns:
         out[back_unit(name)] = {"restart": back_files(name) + [SYSTEMD + "/" + BACK_TEMPLATE_UNIT]}
     for name in tunnels:
-        out[wg_unit(name)] = {"restart": wg_files(name)[:1]}
+        out[wg_unit(name)] = wg_triggers(wg_files(name)[0], wg_dropin(name))
     return out
 
 

@@ -352,15 +352,46 @@ TWO_PROVIDERS = {
 }
 
 
+def wg_session(gateway, peer_key):
+    """The gateway's WireGuard server as a peer's session sees it: when the unit started, its wireguard-go
+    process, and the time of the peer's latest handshake."""
+    started = gateway.check_output("systemctl show -p ActiveEnterTimestampMonotonic --value wg-quick@wg0.service")
+    process = gateway.check_output("pgrep -f '^wireguard-go wg0'")
+    handshakes = dict(line.split() for line in gateway.check_output("wg show wg0 latest-handshakes").splitlines())
+    return started, process, int(handshakes[peer_key])
+
+
+def same_session(before, after):
+    """The same unit and process, and no handshake but WireGuard's own rekey of a busy session (every 120 s,
+    REKEY_AFTER_TIME): a restarted server makes every peer handshake again at once."""
+    return after[:2] == before[:2] and (after[2] == before[2] or after[2] >= before[2] + 120)
+
+
 def test_local_networks_and_a_second_provider_come_and_go(lab, exits):
     """A local network is reached through main by every class; dropping it removes its rule. In the
     same two runs, a second provider comes and goes (issue 12's pruning): when it leaves the
     inventory, its units are stopped and disabled, its namespace, veth pair, rules, table routes and
-    files go, and the first provider carries on."""
-    gateway = lab.host(GATEWAY)
+    files go, and the first provider carries on. And a peer comes and goes, live: a download peer1
+    runs across both runs is never interrupted, the server is not restarted (wg syncconf) and peer1's
+    handshake stays the one it had."""
+    gateway, peer1 = lab.host(GATEWAY), lab.host(DIRECT_PEER[0])
+    peer1_key = peer1.check_output("wg show wg0 public-key")
+    served = lab.hostvars["inet"]["lab_list_server"]
+    lab.host("inet").check_output("head -c 6M /dev/urandom > %s/srgw-big.bin" % served["root"])
+    download = "srgw-download-%s" % uuid.uuid4().hex[:6]
+    # about 60 s at 100 kB/s: longer than the two runs; a reset connection fails the unit
+    peer1.check_output(
+        "systemd-run --quiet --remain-after-exit --unit=%s curl --fail --silent --limit-rate 100k "
+        "-o /run/%s.bin http://%s:%d/srgw-big.bin" % (download, download, served["ipv4"], served["http"])
+    )
+    session = wg_session(gateway, peer1_key)
+    tablet = {"name": "tablet", "address": "10.4.0.20", "address6": "fd10:4::20", "public_key": PEER_KEY}
     try:
-        rc, out = playbook({"splitroute_gateway_local_networks": ["198.51.100.212/32"], **TWO_PROVIDERS})
+        rc, out = playbook({"splitroute_gateway_local_networks": ["198.51.100.212/32"], "gateway_more_peers": [tablet],
+                            **TWO_PROVIDERS})  # fmt: skip
         assert rc == 0, failures(out)
+        assert PEER_KEY in gateway.check_output("wg show wg0 peers").split()
+        assert same_session(session, wg_session(gateway, peer1_key))
         assert "to 198.51.100.212 lookup main" in gateway.check_output("ip rule show priority 2001")
         assert echo(lab, VPN_PEER[0], "198.51.100.212") == exits["direct"]["ipv4"]
         assert echo(lab, VPN_PEER[0], "198.51.100.213") == exits["vpn"]["ipv4"]
@@ -375,6 +406,13 @@ def test_local_networks_and_a_second_provider_come_and_go(lab, exits):
     finally:
         rc, out = playbook()
         assert rc == 0, failures(out)
+    # the peer went as it came, live, and the download carried on throughout
+    assert PEER_KEY not in gateway.check_output("wg show wg0 peers").split()
+    assert same_session(session, wg_session(gateway, peer1_key))
+    shown = peer1.check_output("systemctl show -p ActiveState -p Result %s" % download)
+    peer1.run("systemctl stop %s; systemctl reset-failed %s; rm -f /run/%s.bin" % (download, download, download))
+    state = dict(line.split("=", 1) for line in shown.splitlines())
+    assert state == {"ActiveState": "active", "Result": "success"}, state
     assert gateway.check_output("ip rule show priority 2001") == ""
     assert echo(lab, VPN_PEER[0], "198.51.100.212") == exits["vpn"]["ipv4"]
     # the second provider left no trace; the first is untouched

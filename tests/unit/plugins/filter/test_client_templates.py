@@ -184,6 +184,24 @@ def test_every_template_renders_with_no_value_adding_a_line():
     assert "redirect to :53" in out["client.nft.j2"] and "100.100.100.100" in out["client.nft.j2"]
 
 
+def interface_lines(conf):
+    """The [Interface] section's lines of a wg-quick configuration."""
+    section = conf.split("[Interface]\n", 1)[1].split("\n[", 1)[0]
+    return [line for line in section.splitlines() if line and not line.startswith("#")]
+
+
+def repeated_lines(dropin):
+    return [line[len("#   ") :] for line in dropin.splitlines() if line.startswith("#   ")]
+
+
+def test_each_tunnels_dropin_repeats_its_interface_so_only_a_change_of_it_restarts_the_tunnel():
+    out = renderings()
+    for name in ("wg0", "wg-1.x"):
+        lines = interface_lines(out["wg.conf.j2[%s]" % name])
+        assert lines[0].startswith("Address = ") and "Table = off" in lines
+        assert repeated_lines(out["wg-quick-dropin.conf.j2[%s]" % name]) == lines
+
+
 def directives(text):
     return [line for line in text.splitlines() if line and not line.startswith("#")]
 

@@ -29,6 +29,7 @@ from ansible_collections.splitroute.vpn.plugins.filter.gateway_plan import (
     gateway_plan_file,
     gateway_secrets,
 )
+from ansible_collections.splitroute.vpn.plugins.module_utils import _names
 
 ROOT = Path(__file__).resolve().parents[4]
 TEMPLATES = ROOT / "roles" / "gateway" / "templates"
@@ -197,6 +198,18 @@ def sections(text):
             assert sep and value and "=" not in key, line
             out[-1][1][key] += 1
     return out
+
+
+def test_the_dropin_repeats_the_interface_so_only_a_change_of_it_restarts_the_server(plan):
+    conf = render("wg.conf.j2", plan)
+    section = conf.split("[Interface]\n", 1)[1].split("\n[", 1)[0]
+    lines = [line for line in section.splitlines() if line and not line.startswith("#")]
+    assert lines[0].startswith("Address = ") and "ListenPort = %d" % plan["port"] in lines
+    dropin = render("wg-quick-dropin.conf.j2", plan)
+    assert [line[len("#   ") :] for line in dropin.splitlines() if line.startswith("#   ")] == lines
+    triggers = plan["units"]["triggers"][_names.wg_unit(plan["interface"])]
+    assert triggers == {"restart": [_names.gateway_wg_dropin(plan["interface"])],
+                        "reload": ["/etc/wireguard/%s.conf" % plan["interface"]]}  # fmt: skip
 
 
 def test_the_wireguard_files_have_each_key_once(plan):

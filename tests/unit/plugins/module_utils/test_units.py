@@ -49,7 +49,11 @@ def test_units_with_gives_every_name_the_same_settings_and_leaves_none_out():
 
 def test_the_client_triggers_name_the_files_its_templates_and_trees_write():
     triggers = _names.client_unit_triggers(["wg0", "wg1"], ["wg0"])
-    assert triggers[_names.wg_unit("wg1")] == {"restart": ["/etc/wireguard/wg1.conf"]}
+    # a changed peer reloads the tunnel (wg syncconf), a changed [Interface] (its drop-in repeats it) restarts it
+    assert triggers[_names.wg_unit("wg1")] == {
+        "restart": ["/etc/systemd/system/wg-quick@wg1.service.d/splitroute.conf"],
+        "reload": ["/etc/wireguard/wg1.conf"],
+    }
     # a new servers-file is the host program's to apply (splitroute apply: SIGHUP), not a trigger
     assert _names.CLIENT_FRONT_SERVERS not in str(triggers)
     assert _names.CLIENT_FRONT_CONF in triggers[_names.FRONT_UNIT]["restart"]
