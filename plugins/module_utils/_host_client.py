@@ -31,7 +31,7 @@ import os
 import subprocess
 import time
 
-from ansible_collections.splitroute.vpn.plugins.module_utils import _host, _host_lists, _names
+from ansible_collections.splitroute.vpn.plugins.module_utils import _host, _host_lists, _names, _wg_sync
 
 # seconds added to 2 * max-cache-ttl + max-ttl for the time a query and the flush take
 ROTATE_MARGIN = 5
@@ -154,6 +154,7 @@ COMMANDS = {
     "apply": (_host_lists.setup_apply, _host_lists.apply_command),
     "refresh": (_host_lists.setup_refresh, _host_lists.refresh_command),
     "preresolve": (_host_lists.setup_preresolve, _host_lists.preresolve_command),
+    "wg-sync": (_wg_sync.setup, _wg_sync.command(lambda plan: [t["name"] for t in plan.get("tunnels", [])])),
 }
 
 

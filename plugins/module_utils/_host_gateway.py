@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from ansible_collections.splitroute.vpn.plugins.module_utils import _host, _names
+from ansible_collections.splitroute.vpn.plugins.module_utils import _host, _names, _wg_sync
 
 # ---------------------------------------------------------------- the plan's lists (pure)
 
@@ -272,7 +272,10 @@ def boot(plan, args, log):
     return 0
 
 
-COMMANDS = {"boot": boot}
+COMMANDS = {
+    "boot": boot,
+    "wg-sync": (_wg_sync.setup, _wg_sync.command(lambda plan: [plan["interface"]])),
+}
 
 
 # ---------------------------------------------------------------- pruning (pure)

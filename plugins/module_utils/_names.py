@@ -149,7 +149,7 @@ def wg_files(tunnel):
 def wg_triggers(conf, dropin):
     """A wg-quick unit's triggers: restarted when its drop-in changed (it repeats the [Interface] lines of
     the configuration as comments: a new address, port or MTU restarts the interface), reloaded when only
-    the configuration did: its peers, applied by `wg syncconf` (wg-quick@'s ExecReload), every other
+    the configuration did: its peers, applied by `splitroute wg-sync` (the drop-in's ExecReload), every other
     peer's session and handshake untouched."""
     return {"restart": [dropin], "reload": [conf]}
 

@@ -751,10 +751,18 @@ def answers(lab, name, rtype):
 def test_a_tunnel_without_ipv6_answers_its_names_with_no_aaaa(lab, exits):
     """wg1 loses its IPv6 address and resolver: its names' AAAA answers are filtered (NOERROR, no
     address), so nothing waits on an IPv6 address the blackhole would swallow; their A answers and
-    the other tunnel's AAAA answers are untouched. (Near the end: the next test removes wg1.)"""
+    the other tunnel's AAAA answers are untouched. Only wg1's interface restarts, wg0's is not touched.
+    (Near the end: the next test removes wg1.)"""
     client = lab.host(CLIENT)
+
+    def started(tunnel):
+        unit = client.check_output("systemctl show -p ActiveEnterTimestampMonotonic --value wg-quick@%s" % tunnel)
+        return unit, client.check_output("pgrep -f '^wireguard-go %s'" % tunnel)
+
+    before = {tunnel: started(tunnel) for tunnel in ("wg0", "wg1")}
     rc, out = playbook({"client_v4_only": ["wg1"]})
     assert rc == 0, failures(out)
+    assert started("wg0") == before["wg0"] and started("wg1") != before["wg1"]
     assert client.check_output("ip -6 addr show dev wg1 scope global") == ""
     wait_for_exit(lab, LISTED["wg1"], exits["wg1"]["ipv4"], tries=40)
     client.check_output("nft flush set inet splitroute wg1_v6_a; nft flush set inet splitroute wg1_v6_b")

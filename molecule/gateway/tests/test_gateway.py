@@ -411,6 +411,7 @@ def test_local_networks_and_a_second_provider_come_and_go(lab, exits):
     assert same_session(session, wg_session(gateway, peer1_key))
     shown = peer1.check_output("systemctl show -p ActiveState -p Result %s" % download)
     peer1.run("systemctl stop %s; systemctl reset-failed %s; rm -f /run/%s.bin" % (download, download, download))
+    lab.host("inet").run("rm -f %s/srgw-big.bin" % served["root"])
     state = dict(line.split("=", 1) for line in shown.splitlines())
     assert state == {"ActiveState": "active", "Result": "success"}, state
     assert gateway.check_output("ip rule show priority 2001") == ""
