@@ -25,18 +25,26 @@ if ((${#scenarios[@]} == 0)); then
 fi
 
 results=()
-failed=0
+failed=()
+mkdir -p .cache
 for name in "${scenarios[@]}"; do
   echo "molecule: scenario $name"
   start=$SECONDS
-  if molecule test --scenario-name "$name"; then
+  # each scenario's output also goes to .cache/molecule-NAME.log, for the summary below
+  if molecule test --scenario-name "$name" 2>&1 | tee ".cache/molecule-$name.log"; then
     results+=("  passed  $name ($((SECONDS - start)) s)")
   else
     results+=("  FAILED  $name ($((SECONDS - start)) s)")
-    failed=1
+    failed+=("$name")
   fi
 done
 
+# What failed, last: a CI log that keeps only its tail still says which step and test.
+for name in "${failed[@]}"; do
+  echo "molecule: what failed in $name (.cache/molecule-$name.log)"
+  sed 's/\x1b\[[0-9;]*m//g' ".cache/molecule-$name.log" |
+    grep -a -E 'FAILED|ERROR |fatal: |Error: |^[^a-z]*E  |Executed: Failed|AssertionError' | tail -n 60 || true
+done
 echo "molecule: results"
 printf '%s\n' "${results[@]}"
-exit "$failed"
+((${#failed[@]} == 0))

@@ -75,7 +75,7 @@ import re
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.datatag import native_type_name
 
-from ansible_collections.splitroute.vpn.plugins.module_utils import _lists, _names, _releases
+from ansible_collections.splitroute.vpn.plugins.module_utils import _health, _lists, _names, _releases
 from ansible_collections.splitroute.vpn.plugins.module_utils._dnsmasq import (
     InputError,
     compile_config,
@@ -111,8 +111,9 @@ _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _WG_KEY = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
 _KNOWN = {
     "name", "address", "private_key", "peer", "mtu", "dns", "domains", "domain_files", "domain_sources",
-    "networks", "users", "ports", "fwmark", "table", "priority", "back_port", "preresolve",
+    "networks", "users", "ports", "fwmark", "table", "priority", "back_port", "preresolve", "fallback", "health",
 }  # fmt: skip
+_HEALTH_KNOWN = set(_health.CHECK_DEFAULTS) | {"targets"}
 _SOURCE_KNOWN = {"url", "path", "interval", "timeout", "max_bytes", "max_invalid", "ca", "sha256"}
 _DURATION = re.compile(r"^([0-9]+)\s*([smhd]?)$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -489,6 +490,43 @@ def _sources(raw, what, tunnel, errors):
     return out
 
 
+def _health_settings(raw, where, plan, dns, errors):
+    """A tunnel's health check as an exit (_health): the defaults for what RAW leaves out; the probe targets,
+    given or the tunnel's first DNS server of each family it carries."""
+    raw = errors.take(want_dict({} if raw is None else raw, where)) or {}
+    unknown = sorted(map(str, set(raw) - _HEALTH_KNOWN))
+    if unknown:
+        errors.append("%s: unknown keys %s" % (where, ", ".join(unknown)))
+    out = {}
+    defaults = _health.CHECK_DEFAULTS
+    method = raw.get("method", defaults["method"])
+    if method not in _health.METHODS:
+        errors.append("%s.method: %r is not one of %s" % (where, method, ", ".join(_health.METHODS)))
+    out["method"] = method
+    for key, lo, hi in (("interval", 1, 3600), ("timeout", 1, 60), ("fall", 1, 100), ("rise", 1, 100),
+                        ("handshake_max_age", 0, 86400), ("port", 1, 65535)):  # fmt: skip
+        out[key] = errors.take(want_int(raw.get(key, defaults[key]), "%s.%s" % (where, key), lo, hi))
+    if isinstance(out["interval"], int) and isinstance(out["timeout"], int) and out["timeout"] > out["interval"]:
+        errors.append("%s.timeout: at most the interval (%ss)" % (where, out["interval"]))
+    out["sticky"] = errors.take(want_bool(raw.get("sticky", defaults["sticky"]), where + ".sticky"))
+    path = raw.get("path", defaults["path"])
+    if not isinstance(path, str) or not re.fullmatch(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,200}", path):
+        errors.append("%s.path: an HTTP path starting with / (letters, digits and URL punctuation)" % where)
+    out["path"] = path
+    targets = []
+    if raw.get("targets") is None:
+        targets = dns[4][:1] + dns[6][:1]
+    else:
+        for addr in _addresses(raw.get("targets"), where + ".targets", errors, parse_address):
+            targets.append(str(addr))
+    for target in targets:
+        family = 6 if ":" in target else 4
+        if not plan["has_v%d" % family]:
+            errors.append("%s.targets: %s needs an IPv%d tunnel address" % (where, target, family))
+    out["targets"] = targets
+    return out
+
+
 def _tunnel(index, raw, settings, extra, texts, errors):
     where = "%s[%d]" % (TUNNELS, index)
     if not isinstance(raw, dict):
@@ -555,6 +593,14 @@ def _tunnel(index, raw, settings, extra, texts, errors):
     plan["preresolve"] = errors.take(want_bool(preresolve, where + ".preresolve"))
     if plan["sources"] and not plan["dns"]:
         errors.append("%s: domain_sources need dns: the resolver reached through the tunnel" % where)
+
+    plan["fallback"] = []
+    for i, item in enumerate(errors.take(want_list(raw.get("fallback"), where + ".fallback")) or []):
+        error = _check_name(item, "%s.fallback[%d]" % (where, i))
+        errors.add(error)
+        if not error:
+            plan["fallback"].append(item)
+    plan["health"] = _health_settings(raw.get("health"), where + ".health", plan, dns, errors)
 
     def number(key, default, lo, hi):
         """An optional number: null or absent takes the default (none when its base setting is invalid)."""
@@ -624,6 +670,29 @@ def client_plan(tunnels, settings=None, domain_lists=None, domain_files=None):
             if plan[key] in seen:
                 errors.append("tunnels %s and %s share %s %s" % (seen[plan[key]], plan["name"], key, plan[key]))
             seen[plan[key]] = plan["name"]
+    names = {p["name"] for p in plans}
+    for plan in plans:
+        where = "%s[%d]" % (TUNNELS, plan["index"])
+        fallback = plan["fallback"]
+        for name in sorted({n for n in fallback if fallback.count(n) > 1}):
+            errors.append("%s.fallback: %s is named twice" % (where, name))
+        for name in fallback:
+            if name == plan["name"]:
+                errors.append("%s.fallback: %s is the tunnel itself (its own exit comes first anyway)" % (where, name))
+            elif name not in names:
+                errors.append("%s.fallback: no tunnel is named %s" % (where, name))
+        exits = [p for p in plans if p["name"] in fallback and p["name"] != plan["name"]]
+        for exit_ in [plan] + exits if fallback else []:
+            if not exit_["health"]["targets"]:
+                errors.append(
+                    "tunnel %s: health.targets is needed (it is an exit of %s and has no dns to probe)"
+                    % (exit_["name"], plan["name"])
+                )
+            if plan["dns"] and not exit_["dns"] and exit_ is not plan:
+                errors.append(
+                    "%s.fallback: %s has no dns: the names of %s would have no resolver through it"
+                    % (where, exit_["name"], plan["name"])
+                )
     owner = {}
     for plan in plans:
         for domain in plan["domains"]:
@@ -818,6 +887,44 @@ def lists_tick(tunnels):
     return max(_lists.MIN_INTERVAL, min(300, *intervals)) if intervals else 3600
 
 
+def client_failover(tunnels):
+    """The plan's `failover` (_host_health): the groups (a tunnel with a fallback: its exits in order, its
+    table, mark and families, its back resolver and the servers-file `splitroute health` writes for it) and the
+    exits they name (interface, probe mark, families, DNS servers, probe targets and check settings)."""
+    by_name = {t["name"]: t for t in tunnels}
+    groups, exits = [], {}
+    for t in tunnels:
+        if not t.get("fallback"):
+            continue
+        order = [t["name"]] + [n for n in t["fallback"] if n != t["name"]]
+        families = [f for f in (4, 6) if t["has_v%d" % f]]
+        groups.append(
+            {
+                "tunnel": t["name"],
+                "order": order,
+                "table": t["table"],
+                "fwmark": t["fwmark"],
+                "families": families,
+                "sticky": t["health"]["sticky"],
+                "dns": t["dns"],
+                "servers_file": _names.back_servers_file(t["name"]) if t["dns"] else None,
+                "back_unit": _names.back_unit(t["name"]),
+            }
+        )
+        for name in order:
+            e = by_name[name]
+            exits[name] = {
+                "interface": name,
+                "mark": e["fwmark"],
+                "table": e["table"],
+                "families": [f for f in (4, 6) if e["has_v%d" % f]],
+                "dns": e["dns"],
+                "targets": e["health"]["targets"],
+                "check": {k: v for k, v in e["health"].items() if k != "targets"},
+            }
+    return {"state": _names.CLIENT_HEALTH_STATE, "groups": groups, "exits": exits}
+
+
 def client_host_plan(tunnels, settings, resolved=False):
     """The plan the role renders to /etc/splitroute/client.json: CLIENT_PLAN's tunnels and CLIENT_SETTINGS'
     settings (both already checked), with every list the tasks, the templates and the host program take from it
@@ -826,12 +933,20 @@ def client_host_plan(tunnels, settings, resolved=False):
     tunnels, settings = _native([tunnels, settings])
     table = _names.NFT_TABLE
     rules, routes, boot_routes, back_groups = [], [], [], {}
+    failover = client_failover(tunnels)
+    groups = {g["tunnel"] for g in failover["groups"]}
+    # splitroute health starts after what it checks and signals
+    failover["after"] = [_names.back_unit(t["name"]) for t in tunnels if t["dns"]] + [
+        _names.wg_unit(t["name"]) for t in tunnels
+    ]
     for t in tunnels:
         rules.append({"priority": t["priority"], "fwmark": str(t["fwmark"]), "table": str(t["table"])})
         for family, have in (("4", t["has_v4"]), ("6", t["has_v6"])):
-            if have:
+            if have and t["name"] not in groups:  # a group's default route is splitroute health's
                 routes.append({"table": str(t["table"]), "dest": "default", "dev": t["name"], "family": family,
-                               "metric": 10})  # fmt: skip
+                               "metric": _names.EXIT_METRIC})  # fmt: skip
+        if t["name"] in failover["exits"]:
+            routes.extend(dict(r, table=str(r["table"])) for r in _names.probe_routes(failover["exits"][t["name"]]))
         blackhole = {"table": str(t["table"]), "dest": "default", "type": "blackhole", "metric": 100}
         routes.append(blackhole)
         boot_routes.append(dict(blackhole))
@@ -840,7 +955,9 @@ def client_host_plan(tunnels, settings, resolved=False):
             # filtered (dnsmasq-back.conf.j2), and dnsmasq fills the sets before it filters
             sets = [{"version": 4, "table": table, "name": n} for n in t["sets4"] if t["has_v4"]]
             sets += [{"version": 6, "table": table, "name": n} for n in t["sets6"] if t["has_v6"]]
-            back_groups[t["name"]] = [{"name": t["name"], "domains": [], "sets": sets, "servers": t["dns"]}]
+            # a group's back resolver reads its servers from the servers-file splitroute health writes
+            servers = [] if t["name"] in groups else t["dns"]
+            back_groups[t["name"]] = [{"name": t["name"], "domains": [], "sets": sets, "servers": servers}]
     with_dns = [t["name"] for t in tunnels if t["dns"]]
     base = settings["priority_base"]
     front_groups = [
@@ -878,7 +995,9 @@ def client_host_plan(tunnels, settings, resolved=False):
         "boot_routes": boot_routes,
         "scope": {
             "priorities": "%d-%d" % (base, base + _names.SCOPE_PRIORITIES - 1),
-            "tables": [str(t["table"]) for t in tunnels],
+            # a failover group's table is left out: its default route is splitroute health's (only the
+            # blackhole and the probe routes are the role's, added when missing)
+            "tables": [str(t["table"]) for t in tunnels if t["name"] not in groups],
             # absent: every table the role may have used
             "all_tables": sorted(
                 {str(settings["table_base"] + i) for i in range(_names.SCOPE_TABLES)}
@@ -899,6 +1018,16 @@ def client_host_plan(tunnels, settings, resolved=False):
             "preresolve_after": [_names.FRONT_UNIT] + [_names.wg_unit(t["name"]) for t in tunnels],
         },
         "back_groups": back_groups,
+        "failover": failover,
+        # the routes wg-quick adds when a tunnel comes up (PostUp): its default route, but a failover group's
+        # (splitroute health's, as are the probe routes it puts back when an interface comes back)
+        "up_routes": {
+            t["name"]: [r for r in routes if r.get("dev") == t["name"] and r["dest"] == "default"] for t in tunnels
+        },
+        # the failover groups' back resolvers read these (servers-file=; splitroute health writes them)
+        "back_servers": {g["tunnel"]: g["servers_file"] for g in failover["groups"] if g["servers_file"]},
+        # the marks of the exits splitroute health probes: a probe keeps its mark (client.nft.j2)
+        "probe_marks": ["%#x" % m for m in sorted({e["mark"] for e in failover["exits"].values()})],
         "units": {
             "files": list(_names.CLIENT_UNIT_FILES),
             # enabled and started in this order (boot order)
@@ -906,7 +1035,7 @@ def client_host_plan(tunnels, settings, resolved=False):
             + [_names.back_unit(n) for n in with_dns]
             + [_names.FRONT_UNIT]
             + [_names.wg_unit(t["name"]) for t in tunnels]
-            + [_names.PRERESOLVE_UNIT, _names.ROTATE_TIMER, _names.LISTS_TIMER],
+            + [_names.PRERESOLVE_UNIT, _names.ROTATE_TIMER, _names.LISTS_TIMER, _names.HEALTH_UNIT],
             # restarted (reloaded) after a run changed one of these files (unit_states)
             "triggers": _names.client_unit_triggers([t["name"] for t in tunnels], with_dns),
             # stopped and disabled on removal, in the reverse of the boot order

@@ -20,6 +20,9 @@ CLOCK_BOOTTIME; both are new at every boot, as the sets are.
 
 `splitroute refresh` and `splitroute apply`: the lists the host fetches or reads (_host_lists).
 
+`splitroute health` (splitroute-client-health.service): the failover of the tunnels that have a
+fallback (_host_health).
+
 The pure parts (rotation_period, rotate_step, prune) are imported by the client_plan filter
 too. Nothing here imports ansible; pyroute2 only when `boot` runs.
 """
@@ -31,7 +34,7 @@ import os
 import subprocess
 import time
 
-from ansible_collections.splitroute.vpn.plugins.module_utils import _host, _host_lists, _names, _wg_sync
+from ansible_collections.splitroute.vpn.plugins.module_utils import _host, _host_health, _host_lists, _names, _wg_sync
 
 # seconds added to 2 * max-cache-ttl + max-ttl for the time a query and the flush take
 ROTATE_MARGIN = 5
@@ -137,6 +140,9 @@ def boot(plan, args, log):
     if proc.returncode != 0:
         raise _host.HostError("nft -f %s: %s" % (plan["nft"]["file"], proc.stderr.strip()))
     _host.merge_rules(plan["rules"], plan["boot_routes"], log)
+    # the failover groups' back resolvers start with their own servers (their table's blackhole until
+    # splitroute health finds an exit)
+    _host_health.init_servers(plan, log)
     # the table may be new (boot): its sets are empty, both generations start now
     _write_state(_state_path(plan), rotate_step(None, _now(), plan["rotation"]["period"])[1])
     # the sources' networks from their last good copies (the front is not up yet: nothing to signal); a failure
@@ -154,6 +160,7 @@ COMMANDS = {
     "apply": (_host_lists.setup_apply, _host_lists.apply_command),
     "refresh": (_host_lists.setup_refresh, _host_lists.refresh_command),
     "preresolve": (_host_lists.setup_preresolve, _host_lists.preresolve_command),
+    "health": (_host_health.setup, _host_health.command),
     "wg-sync": (_wg_sync.setup, _wg_sync.command(lambda plan: [t["name"] for t in plan.get("tunnels", [])])),
 }
 

@@ -170,6 +170,15 @@ def list_states(plan):
         return []
 
 
+def failover_state(plan):
+    """What splitroute health last wrote (_host_health), or None (no client, or no tunnel with a fallback)."""
+    if not isinstance(plan, dict) or not _dict(plan.get("failover")).get("groups"):
+        return None
+    from ._host_health import state_path  # noqa: PLC0415 (only a client has failover)
+
+    return _read_json(state_path(plan)) or None
+
+
 def _read_json(path):
     try:
         with open(path, encoding="utf-8") as fh:
@@ -182,6 +191,7 @@ def report(plans, host=None):
     config = settings(plans, host)
     raw = collect(config)
     raw["lists"] = list_states(plans.get("client"))
+    raw["failover"] = failover_state(plans.get("client"))
     return _status.status_report(raw, config)
 
 

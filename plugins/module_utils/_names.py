@@ -40,6 +40,12 @@ CLIENT_RESOLV_BACKUP = ETC + "/resolv.conf.orig"
 # where the front resolver answers (resolv.conf names them; resolved forwards to the first)
 CLIENT_FRONT_ADDRESSES = ("127.0.0.1", "::1")
 CLIENT_ROTATE_STATE = RUN + "/client-rotate.json"
+# splitroute health's state (exits' health, the exit each failover group uses) and the servers-files it
+# writes for the groups' back resolvers (back-NAME-servers.conf)
+CLIENT_HEALTH_STATE = RUN + "/client-health.json"
+CLIENT_RUN_DNS_DIR = RUN + "/dns"
+# a tunnel's default route in its table (the blackhole behind it has BLACKHOLE_METRIC)
+EXIT_METRIC = 10
 # the last good copies of the lists the host fetches or reads, and their states (_host_lists)
 CLIENT_LISTS_DIR = "/var/lib/splitroute/client-lists"
 # the boot shell script of releases before the host program (removed when found)
@@ -64,13 +70,15 @@ ROTATE_TIMER = "splitroute-client-rotate.timer"
 LISTS_UNIT = "splitroute-client-lists.service"
 LISTS_TIMER = "splitroute-client-lists.timer"
 PRERESOLVE_UNIT = "splitroute-client-preresolve.service"
+HEALTH_UNIT = "splitroute-client-health.service"
 # the unit files the client role installs (templates of the same name + .j2)
 CLIENT_UNIT_FILES = (
     CLIENT_UNIT, FRONT_UNIT, BACK_TEMPLATE_UNIT, ROTATE_UNIT, ROTATE_TIMER, LISTS_UNIT, LISTS_TIMER, PRERESOLVE_UNIT,
+    HEALTH_UNIT,
 )  # fmt: skip
 
 # stopped first on removal (then the back resolvers, then the table unit)
-CLIENT_STOP_FIRST = (LISTS_TIMER, LISTS_UNIT, PRERESOLVE_UNIT, ROTATE_TIMER, ROTATE_UNIT, FRONT_UNIT)
+CLIENT_STOP_FIRST = (HEALTH_UNIT, LISTS_TIMER, LISTS_UNIT, PRERESOLVE_UNIT, ROTATE_TIMER, ROTATE_UNIT, FRONT_UNIT)
 
 # The two generations of every set dnsmasq fills: both filled by every answer, flushed
 # alternately by `splitroute rotate` (see _host_client).
@@ -163,6 +171,8 @@ def client_unit_triggers(tunnels, with_dns):
         ROTATE_TIMER: {"restart": [SYSTEMD + "/" + ROTATE_TIMER, SYSTEMD + "/" + ROTATE_UNIT]},
         LISTS_TIMER: {"restart": [SYSTEMD + "/" + LISTS_TIMER, SYSTEMD + "/" + LISTS_UNIT]},
         PRERESOLVE_UNIT: {"restart": [SYSTEMD + "/" + PRERESOLVE_UNIT]},
+        # it reads the plan once, at start
+        HEALTH_UNIT: {"restart": [CLIENT_PLAN, SYSTEMD + "/" + HEALTH_UNIT]},
     }
     for name in with_dns:
         out[back_unit(name)] = {"restart": back_files(name) + [SYSTEMD + "/" + BACK_TEMPLATE_UNIT]}
@@ -183,6 +193,26 @@ def tree_file(root, path, template, **extra):
 def back_files(tunnel):
     """The back resolver's configuration and its nftset line."""
     return ["%s/back-%s.conf" % (CLIENT_DNS_DIR, tunnel), "%s/back-%s-nftset.conf" % (CLIENT_DNS_DIR, tunnel)]
+
+
+def back_servers_file(tunnel):
+    """The servers-file of a failover group's back resolver: the DNS servers of the exit in use."""
+    return "%s/back-%s-servers.conf" % (CLIENT_RUN_DNS_DIR, tunnel)
+
+
+def probe_routes(exit_):
+    """The host routes a failover exit's probes take (by the exit's mark, in the exit's table): each target
+    through the exit's interface, whatever exit the table's default route names."""
+    return [
+        {
+            "table": exit_["table"],
+            "dest": "%s/%d" % (target, 128 if ":" in target else 32),
+            "dev": exit_["interface"],
+            "family": "6" if ":" in target else "4",
+            "metric": EXIT_METRIC,
+        }
+        for target in exit_["targets"]
+    ]
 
 
 def tunnel_numbers(index, table_base, priority_base, back_port):

@@ -872,11 +872,13 @@ def status_report(raw, settings=None):
             problems.append("wireguard %s: wg lists it but this namespace has no such interface" % tunnel["interface"])
 
     lists = _lists_report(raw.get("lists"), now, problems, notes)
+    failover = _failover_report(raw.get("failover"), problems, notes)
     report = {
         "host": settings["host"],
         "timestamp": now,
         "wireguard": wireguard,
         "lists": lists,
+        "failover": failover,
         "client": client,
         "gateway": gateway,
         "netns": netns,
@@ -926,6 +928,69 @@ def _lists_report(value, now, problems, notes):
                 )
             )
     return out
+
+
+def _failover_report(value, problems, notes):
+    """The failover state splitroute health writes (_host_health): per tunnel with a fallback, the exit in use
+    (None: the blackhole), its order, switches and the last reason; per exit, health, RTT (ms) and failures. A
+    tunnel in its blackhole is a problem."""
+    value = value if isinstance(value, dict) else {}
+    groups, exits = [], []
+    for name, item in sorted(_dict_items(value.get("groups"))):
+        if not isinstance(item, dict) or not isinstance(name, str):
+            notes.add("failover", "the failover state", "group %s" % _show(name), "not a group's state")
+            continue
+        exit_ = item.get("exit") if isinstance(item.get("exit"), str) else None
+        switches = item.get("switches")
+        groups.append({
+            "tunnel": name,
+            "exit": exit_,
+            "switches": switches if isinstance(switches, int) and not isinstance(switches, bool) else 0,
+            "since": item.get("since") if isinstance(item.get("since"), (int, float)) else None,
+            "reason": item.get("reason") if isinstance(item.get("reason"), str) else "",
+        })  # fmt: skip
+        if exit_ is None:
+            problems.append(
+                "tunnel %s: no exit is healthy, its traffic is blackholed (%s)" % (name, groups[-1]["reason"])
+            )
+    for name, item in sorted(_dict_items(value.get("exits"))):
+        if not isinstance(item, dict) or not isinstance(name, str):
+            notes.add("failover", "the failover state", "exit %s" % _show(name), "not an exit's state")
+            continue
+        rtt = item.get("rtt")
+        failures = item.get("failures")
+        exits.append({
+            "name": name,
+            "healthy": item.get("healthy") is True,
+            "known": item.get("healthy") is not None,
+            "rtt_ms": round(rtt * 1000) if isinstance(rtt, (int, float)) and not isinstance(rtt, bool) else None,
+            "failures": failures if isinstance(failures, int) and not isinstance(failures, bool) else 0,
+            "reason": item.get("reason") if isinstance(item.get("reason"), str) else "",
+        })  # fmt: skip
+    return {"groups": groups, "exits": exits}
+
+
+def _dict_items(value):
+    return list(value.items()) if isinstance(value, dict) else []
+
+
+def _failover_lines(failover, now):
+    lines = []
+    for group in failover["groups"]:
+        since = _age(max(now - int(group["since"]), 0)) if group["since"] else "never"
+        lines.append(
+            "  failover %s: by %s since %s, %d switch%s (%s)"
+            % (
+                group["tunnel"], group["exit"] or "its BLACKHOLE (no exit is healthy)", since, group["switches"],
+                "" if group["switches"] == 1 else "es", _printable(group["reason"]),
+            )
+        )  # fmt: skip
+    for exit_ in failover["exits"]:
+        state = "healthy" if exit_["healthy"] else ("DOWN" if exit_["known"] else "not checked yet")
+        rtt = ", probe %d ms" % exit_["rtt_ms"] if exit_["rtt_ms"] is not None else ""
+        reason = "" if exit_["healthy"] else ", last check: %s" % _printable(exit_["reason"])
+        lines.append("  exit %s: %s%s, %d failed checks%s" % (exit_["name"], state, rtt, exit_["failures"], reason))
+    return lines
 
 
 def _list_text(entry, now):
@@ -1052,6 +1117,7 @@ def report_lines(report):
             lines.append("  %s, no tunnel's sets lead there: %s" % (state["family"], _route_text(state)))
         for entry in report.get("lists", []):
             lines.append(_list_text(entry, now))
+        lines.extend(_failover_lines(report.get("failover") or {"groups": [], "exits": []}, now))
         for rule in client["rule_entries"]:
             lines.append("  %s rule %s" % (rule["family"], rule["text"]))
 
@@ -1159,6 +1225,19 @@ _METRICS = (
     ("splitroute_list_invalid_lines", "gauge", "Invalid lines in the list's last fetched body (never written)."),
     ("splitroute_list_conflicts", "gauge", "The list's domains an earlier tunnel has (they go to that tunnel)."),
     ("splitroute_list_failures", "gauge", "Failed fetches or reads of the list since its last good one."),
+    (
+        "splitroute_failover_exit",
+        "gauge",
+        "1 for the exit a tunnel with a fallback uses now (exit=\"\": the blackhole).",
+    ),
+    (
+        "splitroute_failover_switches_total",
+        "counter",
+        "Exit changes of a tunnel with a fallback since splitroute health started.",
+    ),
+    ("splitroute_exit_healthy", "gauge", "1 when the exit passed its health check (splitroute health's hysteresis)."),
+    ("splitroute_exit_probe_rtt_milliseconds", "gauge", "Round-trip time of the exit's last good probe."),
+    ("splitroute_exit_check_failures", "gauge", "Failed health checks of the exit since splitroute health started."),
 )
 
 
@@ -1260,6 +1339,15 @@ def render_metrics(report):
     for (table, family), state in sorted(tables.items(), key=lambda kv: (_int(kv[0][0], 0), kv[0])):
         add("splitroute_route_present", state["route"] is not None, table=table, family=family)
         add("splitroute_blackhole_armed", state["armed"], table=table, family=family)
+    failover = report.get("failover") or {"groups": [], "exits": []}
+    for group in failover["groups"]:
+        add("splitroute_failover_exit", 1, tunnel=group["tunnel"], exit=group["exit"] or "")
+        add("splitroute_failover_switches_total", group["switches"], tunnel=group["tunnel"])
+    for exit_ in failover["exits"]:
+        add("splitroute_exit_healthy", exit_["healthy"], exit=exit_["name"])
+        if exit_["rtt_ms"] is not None:
+            add("splitroute_exit_probe_rtt_milliseconds", exit_["rtt_ms"], exit=exit_["name"])
+        add("splitroute_exit_check_failures", exit_["failures"], exit=exit_["name"])
     for entry in report.get("lists", []):
         labels = {"tunnel": entry["tunnel"], "source": entry["source"]}
         add("splitroute_list_ok", entry["ok"], **labels)

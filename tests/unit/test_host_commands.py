@@ -73,6 +73,8 @@ UNRESOLVED = {
         "nft",  # get_bin_path("nft")
     ("plugins/module_utils/_dnsmasq.py", "self.binary"):
         "nft",  # get_bin_path("nft")
+    ("plugins/module_utils/_host_health.py", "list(argv)"):
+        ("ip", "systemctl"),  # _run's callers: ip route, systemctl kill
     ("plugins/module_utils/_wg_keys.py", "wg"):
         "wg",  # get_bin_path("wg"), to load a new key into a running interface
     ("tests/unit/test_ee_files.py", "str(galaxy)"):

@@ -69,6 +69,7 @@ def test_rules_routes_and_units_are_the_plan_s_as_the_tasks_take_them():
         "splitroute-client-preresolve.service",
         "splitroute-client-rotate.timer",
         "splitroute-client-lists.timer",
+        "splitroute-client-health.service",
     ]
     assert plan["front_groups"] == [{"name": "wg0", "domains": ["example.com"], "back_server": "127.0.0.1#5301"}]
     assert list(plan["back_groups"]) == ["wg0"]

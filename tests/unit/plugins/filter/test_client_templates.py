@@ -47,6 +47,8 @@ TUNNELS = [
         "networks": ["203.0.113.0/24", "2001:db8:113::/48"],
         "users": ["nobody", 1001],
         "ports": [{"proto": "tcp", "port": "8000-8080"}, {"proto": "udp", "port": 5060}],
+        "fallback": ["wg-1.x"],
+        "health": {"targets": ["198.51.100.1", "2001:db8:100::1"], "method": "http", "path": "/health?x=1"},
     },
     {
         "name": "wg-1.x",
@@ -262,7 +264,7 @@ def test_the_rendered_back_resolvers_pass_dnsmasq_test(tmp_path):
 
 def test_the_guard_catches_a_value_with_a_line_break():
     """The check above is not vacuous: a plan holding an injected line is caught at rendering."""
-    (plan,) = client_plan(TUNNELS[:1], SETTINGS)
+    (plan,) = client_plan([dict(TUNNELS[0], fallback=[])], SETTINGS)
     plan = dict(plan, address=["fd00::2%x\nPreUp = touch /tmp/ran #"])
     with pytest.raises(AddedLine):
         environment().get_template("wg.conf.j2").render(context([plan], client_settings(SETTINGS), item=plan))
@@ -274,3 +276,24 @@ def test_the_rendered_nftables_file_passes_nft_check(tmp_path):
     path.write_text(renderings()["client.nft.j2"])
     proc = subprocess.run(["nft", "-c", "-f", str(path)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_tunnel_with_a_fallback_leaves_its_default_route_and_its_servers_to_splitroute_health():
+    """wg0 falls back to wg-1.x: wg-quick adds no default route to wg0's table (splitroute health owns it, and
+    the probe routes: a fallback does not change the exits' configurations), the probes keep their marks, and
+    wg0's back resolver reads its servers from the servers-file splitroute health writes."""
+    out = renderings()
+    wg0, wg1 = out["wg.conf.j2[wg0]"], out["wg.conf.j2[wg-1.x]"]
+    assert "route replace" not in wg0
+    assert [line for line in wg1.splitlines() if "route replace" in line] == [
+        "PostUp = ip -4 route replace default dev %i table 101 metric 10"
+    ]
+    assert "meta mark { 0x1, 0x2 } return" in out["client.nft.j2"]
+    servers = _names.back_servers_file("wg0")
+    assert "servers-file=%s\n" % servers in out["dnsmasq-back.conf.j2[wg0]"]
+    assert "server=" not in out["dnsmasq-back-nftset.conf.j2[wg0]"]
+    assert "servers-file" not in out["dnsmasq-back.conf.j2[wg-1.x]"]
+    assert "server=10.97.0.1\n" in out["dnsmasq-back-nftset.conf.j2[wg-1.x]"]
+    unit = out["splitroute-client-health.service.j2"]
+    assert "ExecStart=/usr/sbin/splitroute --role client health\n" in unit
+    assert "wg-quick@wg0.service" in unit and "splitroute-dns-back@wg0.service" in unit

@@ -712,3 +712,39 @@ def test_output_of_any_shape_is_read_or_noted():
     report = status_report(raw, {"client_priority_base": "9" * 5000})
     check(report)
     assert {n["input"] for n in report["unreadable"]} == {"rules4", "routes4", "wg", "now", "settings"}
+
+
+def test_the_failover_state_shows_the_exit_in_use_the_health_of_each_exit_and_the_switches():
+    raw = load("client")
+    now = int(raw["now"]["stdout"])
+    raw["failover"] = {
+        "groups": {
+            "wg0": {"exit": "wg1", "switches": 2, "since": now - 30, "reason": "wg0 is down: icmp 10.99.0.1: lost"},
+            "wg2": {"exit": None, "switches": 1, "since": now - 5, "reason": "wg2: lost"},
+        },
+        "exits": {
+            "wg0": {"healthy": False, "failures": 7, "rtt": None, "reason": "icmp 10.99.0.1: no answer in 1s"},
+            "wg1": {"healthy": True, "failures": 0, "rtt": 0.0123, "reason": "ok"},
+            "wg\n9": "not a state",
+        },
+    }
+    report = status_report(raw, {"host": "laptop-1"})
+    assert report["failover"]["groups"][0] == {
+        "tunnel": "wg0", "exit": "wg1", "switches": 2, "since": now - 30, "reason": "wg0 is down: icmp 10.99.0.1: lost",
+    }  # fmt: skip
+    assert report["problems"] == ["tunnel wg2: no exit is healthy, its traffic is blackholed (wg2: lost)"]
+    lines = report["lines"]
+    assert "  failover wg0: by wg1 since 30 s ago, 2 switches (wg0 is down: icmp 10.99.0.1: lost)" in lines
+    assert "  failover wg2: by its BLACKHOLE (no exit is healthy) since 5 s ago, 1 switch (wg2: lost)" in lines
+    assert "  exit wg1: healthy, probe 12 ms, 0 failed checks" in lines
+    assert "  exit wg0: DOWN, 7 failed checks, last check: icmp 10.99.0.1: no answer in 1s" in lines
+    assert any(n["input"] == "failover" for n in report["unreadable"])
+    samples = parse_metrics(report["metrics"])
+    assert metric(samples, "splitroute_failover_exit", tunnel="wg0", exit="wg1") == 1
+    assert metric(samples, "splitroute_failover_exit", tunnel="wg2", exit="") == 1
+    assert metric(samples, "splitroute_failover_switches_total", tunnel="wg0") == 2
+    assert metric(samples, "splitroute_exit_healthy", exit="wg0") == 0
+    assert metric(samples, "splitroute_exit_healthy", exit="wg1") == 1
+    assert metric(samples, "splitroute_exit_probe_rtt_milliseconds", exit="wg1") == 12
+    assert metric(samples, "splitroute_exit_check_failures", exit="wg0") == 7
+    assert "splitroute_exit_probe_rtt_milliseconds" not in {n for n, lab in samples if ("exit", "wg0") in lab}
