@@ -71,11 +71,18 @@ def step(state, ok, fall, rise, rtt=None, reason=""):
 
 
 def choose(order, healthy, current=None, sticky=False):
-    """The exit for a tunnel: ORDER, its exits (itself first); HEALTHY, exit -> bool; CURRENT, the one in use
-    (None: none, the blackhole). Sticky: the one in use while it stays healthy. None when none is healthy."""
+    """The exit for a tunnel: ORDER, its exits (itself first); HEALTHY, exit -> True, False or None (not known
+    yet); CURRENT, the one in use (None: none, the blackhole). The first healthy exit, but nothing moves past
+    an exit not known yet (at start: traffic does not go to a fallback for the moment its primary takes to
+    answer). Sticky: the one in use while it stays healthy. None when none is healthy."""
     if sticky and current in order and healthy.get(current):
         return current
-    return next((name for name in order if healthy.get(name)), None)
+    for name in order:
+        if healthy.get(name):
+            return name
+        if healthy.get(name) is None:
+            return current if current in order and healthy.get(current) else None
+    return None
 
 
 # ---------------------------------------------------------------- probes

@@ -212,7 +212,7 @@ def round_(plan, state, log, checker=None, now=None, **kw):
         ok, rtt, reason = (checker or _health.check)(exit_)
         settings = exit_["check"]
         exits_state[name] = _health.step(exits_state.get(name), ok, settings["fall"], settings["rise"], rtt, reason)
-    healthy = {name: bool(s.get("healthy")) for name, s in exits_state.items()}
+    healthy = {name: s.get("healthy") for name, s in exits_state.items()}
     for group in fo["groups"]:
         gstate = groups_state.get(group["tunnel"])
         first = gstate is None

@@ -63,7 +63,11 @@ def test_the_first_healthy_exit_is_chosen_in_order_and_sticky_keeps_the_one_in_u
     assert _health.choose(order, {"wg0": True, "wg1": True}, current="wg1") == "wg0"
     assert _health.choose(order, {"wg0": True, "wg1": True}, current="wg1", sticky=True) == "wg1"
     assert _health.choose(order, {"wg0": True, "wg1": False}, current="wg1", sticky=True) == "wg0"
-    assert _health.choose(order, {}, current="wg0") is None
+    assert _health.choose(order, {"wg0": False, "wg1": False}, current="wg0") is None
+    # nothing moves past an exit not checked yet: at start the primary's first answer is waited for
+    assert _health.choose(order, {"wg0": None, "wg1": True}) is None
+    assert _health.choose(order, {"wg0": None, "wg1": True}, current="wg1") == "wg1"
+    assert _health.choose(order, {"wg0": False, "wg1": None, "wg2": True}, current="wg0") is None
 
 
 def test_icmp_packets_carry_their_id_and_sequence_and_a_valid_checksum():
