@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -133,3 +134,97 @@ def module():
 @pytest.fixture
 def four():
     return run_four
+
+
+# ---------------------------------------------------------------- a WireGuard pair (wireguard-go)
+
+# a UDP echo in one namespace and a client in the other: the client prints how many of its packets came back
+WG_ECHO = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+if sys.argv[1] == "server":
+    s.bind(("10.9.0.1", 9999))
+    while True:
+        data, peer = s.recvfrom(64)
+        s.sendto(data, peer)
+s.settimeout(0.5)
+back = 0
+for i in range(int(sys.argv[2])):
+    s.sendto(b"%d" % i, ("10.9.0.1", 9999))
+    try:
+        s.recvfrom(64)
+        back += 1
+    except socket.timeout:
+        pass
+    time.sleep(0.05)
+print(back)
+"""
+
+
+def _wg(*args, ns, **kw):
+    return subprocess.run(["ip", "netns", "exec", ns, "wg", *args], capture_output=True, text=True, check=True, **kw)
+
+
+@pytest.fixture
+def wg_pair(tmp_path):
+    """A server (wgs0, port 51820, 192.0.2.1 on its veth) and a client (wgc0, no port given, endpoint
+    192.0.2.1:51820) in two namespaces, connected: 10.9.0.1 and 10.9.0.2 across the tunnel, a UDP echo
+    on the server's side (echoes(count))."""
+    tag = uuid.uuid4().hex[:6]
+    server, client = "srws-" + tag, "srwc-" + tag
+    # wireguard-go's control sockets are host-wide (/run/wireguard/NAME.sock): names of this test only
+    siface, ciface = "srs" + tag, "src" + tag
+    keys = {}
+    for name in ("server", "client", "other"):
+        private = subprocess.run(["wg", "genkey"], capture_output=True, text=True, check=True).stdout.strip()
+        public = subprocess.run(["wg", "pubkey"], input=private, capture_output=True, text=True, check=True)
+        keys[name] = (private, public.stdout.strip())
+        (tmp_path / ("%s.key" % name)).write_text(private + "\n")
+
+    def ip(*args):
+        return subprocess.run(["ip", *args], capture_output=True, text=True, check=True)
+
+    ip("netns", "add", server)
+    ip("netns", "add", client)
+    procs = []
+    try:
+        ip("link", "add", "vs", "netns", server, "type", "veth", "peer", "name", "vc", "netns", client)
+        for ns, dev, addr in ((server, "vs", "192.0.2.1/24"), (client, "vc", "192.0.2.2/24")):
+            ip("-n", ns, "addr", "add", addr, "dev", dev)
+            ip("-n", ns, "link", "set", dev, "up")
+            ip("-n", ns, "link", "set", "lo", "up")
+        for ns, iface in ((server, siface), (client, ciface)):
+            ip("netns", "exec", ns, "wireguard-go", iface)
+        _wg("set", siface, "private-key", str(tmp_path / "server.key"), "listen-port", "51820",
+           "peer", keys["client"][1], "allowed-ips", "10.9.0.2/32", ns=server)  # fmt: skip
+        _wg("set", ciface, "private-key", str(tmp_path / "client.key"), "peer", keys["server"][1],
+           "allowed-ips", "0.0.0.0/0", "endpoint", "192.0.2.1:51820", ns=client)  # fmt: skip
+        for ns, iface, addr in ((server, siface, "10.9.0.1/24"), (client, ciface, "10.9.0.2/24")):
+            ip("-n", ns, "addr", "add", addr, "dev", iface)
+            ip("-n", ns, "link", "set", iface, "up")
+        procs.append(subprocess.Popen(["ip", "netns", "exec", server, sys.executable, "-c", WG_ECHO, "server"]))
+        time.sleep(0.3)
+
+        def echoes(count):
+            """How many of COUNT UDP packets from the client came back through the tunnel."""
+            out = subprocess.run(["ip", "netns", "exec", client, sys.executable, "-c", WG_ECHO, "client", str(count)],
+                                 capture_output=True, text=True, check=True)  # fmt: skip
+            return int(out.stdout)
+
+        yield {
+            "server": server,
+            "client": client,
+            "keys": keys,
+            "dir": tmp_path,
+            "wgs0": siface,
+            "wgc0": ciface,
+            "echoes": echoes,
+        }
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        # wireguard-go exits when its interface goes
+        for ns, iface in ((server, siface), (client, ciface)):
+            subprocess.run(["ip", "-n", ns, "link", "del", iface], capture_output=True, check=False)
+            subprocess.run(["ip", "netns", "del", ns], check=False)

@@ -699,9 +699,28 @@ def client_plan(tunnels, settings=None, domain_lists=None, domain_files=None):
             if domain in owner:
                 errors.append("domain %s is listed for tunnels %s and %s" % (domain, owner[domain], plan["name"]))
             owner[domain] = plan["name"]
+    for plan in plans:
+        host = (plan.get("peer") or {}).get("endpoint_host")
+        labels = host.split(".") if host and not _is_address(host) else []
+        for domain in (".".join(labels[i:]) for i in range(len(labels))):
+            if domain in owner:
+                errors.append(
+                    "%s[%d].peer.endpoint: %s is under %s, listed for tunnel %s: the endpoint's name would be looked "
+                    "up through a tunnel (when the tunnel is down, never)" % (TUNNELS, plan["index"], host, domain,
+                                                                              owner[domain])
+                )  # fmt: skip
+                break
     if errors:
         raise AnsibleFilterError("invalid split-tunnel configuration:\n  - " + "\n  - ".join(errors))
     return plans
+
+
+def _is_address(host):
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
 
 
 def client_settings(settings):

@@ -1,7 +1,8 @@
 # Copyright (c) splitroute.vpn contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # This module_utils is PRIVATE to splitroute.vpn; breaking changes can occur any time.
-"""`splitroute health` (splitroute-client-health.service): the client's failover, between Ansible runs.
+"""`splitroute health` (splitroute-client-health.service): the client's failover, between Ansible runs,
+and its endpoints given as names, looked up again when their handshake goes stale.
 
 A tunnel with `fallback` is a failover group: its traffic (everything its mark sends to its table)
 leaves by the first healthy exit of [the tunnel itself] + fallback (_health.choose). This program
@@ -231,6 +232,112 @@ def round_(plan, state, log, checker=None, now=None, **kw):
     return state
 
 
+# ---------------------------------------------------------------- endpoints given as names
+
+# wg-quick resolves an endpoint's name once, when the interface comes up. A peer whose address changes
+# (dynamic DNS) is looked up again once its handshake is older than this (the age WireGuard's own
+# reresolve-dns.sh uses: a session renews every 120 s while packets flow), at most every ENDPOINT_EVERY s.
+ENDPOINT_STALE = 135
+ENDPOINT_EVERY = 30
+ENDPOINT_INTERVAL = 5  # s between two rounds when no tunnel has a fallback
+
+
+def _is_address(host):
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def name_endpoints(plan):
+    """The tunnels whose peer endpoint is a name: interface, peer key, name and port."""
+    out = []
+    for tunnel in plan.get("tunnels") or []:
+        peer = tunnel.get("peer") or {}
+        host, endpoint = peer.get("endpoint_host"), peer.get("endpoint")
+        if host and endpoint and peer.get("public_key") and not _is_address(host):
+            out.append(
+                {"interface": tunnel["name"], "public_key": peer["public_key"], "host": host,
+                 "port": int(endpoint.rsplit(":", 1)[1])}
+            )  # fmt: skip
+    return out
+
+
+def resolve(host, port):
+    """The addresses HOST resolves to (the host's resolver: the front, which sends a name no tunnel lists
+    to the uplink's resolvers), IPv4 first."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except (OSError, UnicodeError):
+        return []
+    found = []
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for info in infos:
+            if info[0] == family and info[4][0] not in found:
+                found.append(info[4][0])
+    return found
+
+
+def peer_endpoint(interface, public_key):
+    """The address the interface sends to PUBLIC_KEY's peer now (None: none, or no such interface)."""
+    proc = _run("wg", "show", interface, "endpoints")
+    for line in proc.stdout.splitlines() if proc.returncode == 0 else []:
+        fields = line.split()
+        if len(fields) == 2 and fields[0] == public_key and fields[1] != "(none)":
+            return fields[1].rsplit(":", 1)[0].strip("[]")
+    return None
+
+
+def reresolve(entry, state, log, now, stale=ENDPOINT_STALE, every=ENDPOINT_EVERY, lookup=resolve):
+    """Look ENTRY's name up again when its handshake is stale (at most every EVERY s) and point the peer at
+    the new address when the name moved; STATE (this endpoint's, updated) keeps the last lookup. Whether it
+    set a new address."""
+    ages = _health.handshake_ages(entry["interface"])
+    if ages is None:
+        return False
+    fresh = [a for a in ages if a is not None]
+    if fresh and min(fresh) <= stale:
+        return False
+    if now - state.get("looked_up", float("-inf")) < every:
+        return False
+    state["looked_up"] = now
+    addresses = lookup(entry["host"], entry["port"])
+    current = peer_endpoint(entry["interface"], entry["public_key"])
+    state.update(addresses=addresses, current=current)
+    if not addresses:
+        state["error"] = "%s does not resolve" % entry["host"]
+        log("splitroute health: %s: endpoint %s does not resolve" % (entry["interface"], entry["host"]))
+        return False
+    state["error"] = None
+    if current in addresses:
+        return False
+    new = addresses[0]
+    endpoint = "[%s]:%d" % (new, entry["port"]) if ":" in new else "%s:%d" % (new, entry["port"])
+    proc = _run("wg", "set", entry["interface"], "peer", entry["public_key"], "endpoint", endpoint)
+    if proc.returncode != 0:
+        log("splitroute health: %s: wg set endpoint %s: %s" % (entry["interface"], endpoint, proc.stderr.strip()))
+        return False
+    state["changes"] = state.get("changes", 0) + 1
+    state["current"] = new
+    log(
+        "splitroute health: %s: endpoint %s is %s now (was %s; no handshake for %s)"
+        % (entry["interface"], entry["host"], new, current or "none",
+           "%d s" % min(fresh) if fresh else "ever")
+    )  # fmt: skip
+    return True
+
+
+def endpoints_round(plan, state, log, now=None, **kw):
+    now = time.time() if now is None else now
+    endpoints = state.setdefault("endpoints", {})
+    for entry in name_endpoints(plan):
+        reresolve(entry, endpoints.setdefault(entry["interface"], {"host": entry["host"]}), log, now, **kw)
+    return state
+
+
 def _stop(_signum, _frame):
     _STOP.append(True)
 
@@ -238,25 +345,33 @@ def _stop(_signum, _frame):
 def run(plan, log, rounds=None, **kw):
     fo = failover(plan)
     path = state_path(plan)
-    if not fo["groups"]:
-        log("splitroute health: no tunnel has a fallback: nothing to watch")
+    names = name_endpoints(plan)
+    if not fo["groups"] and not names:
+        log("splitroute health: no tunnel has a fallback or an endpoint given as a name: nothing to watch")
         return 0
     signal.signal(signal.SIGTERM, _stop)
-    interval = min(e["check"]["interval"] for e in fo["exits"].values())
+    interval = min([e["check"]["interval"] for e in fo["exits"].values()] + ([ENDPOINT_INTERVAL] if names else []))
     # every group is applied afresh at start (the choice of a previous run is not trusted)
     # (the exits' health carries over a restart, for the exits the plan still has)
     kept = read_state(path).get("exits")
     state = {"exits": {n: s for n, s in (kept if isinstance(kept, dict) else {}).items() if n in fo["exits"]}}
     state["groups"] = {}
+    state["endpoints"] = {}
     log(
-        "splitroute health: watching %s (exits %s), every %ss"
-        % (", ".join(g["tunnel"] for g in fo["groups"]), ", ".join(sorted(fo["exits"])), interval)
+        "splitroute health: watching %s (exits %s; endpoints by name: %s), every %ss"
+        % (
+            ", ".join(g["tunnel"] for g in fo["groups"]) or "no tunnel with a fallback",
+            ", ".join(sorted(fo["exits"])) or "none",
+            ", ".join("%s %s" % (e["interface"], e["host"]) for e in names) or "none",
+            interval,
+        )
     )
     count = 0
     while not _STOP:
         start = time.monotonic()
         try:
             state = round_(plan, state, log, **kw)
+            state = endpoints_round(plan, state, log)
         except _host.HostError as exc:
             # (an ip or systemctl that could not run): the routes stay as they are, the next round tries again
             log("splitroute health: %s" % exc)

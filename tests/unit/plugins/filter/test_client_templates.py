@@ -53,7 +53,7 @@ TUNNELS = [
     {
         "name": "wg-1.x",
         "address": ["10.97.0.10/32"],
-        "peer": {"public_key": KEY, "endpoint": "vpn.example.net:51821"},
+        "peer": {"public_key": KEY, "endpoint": "vpn.example.org:51821"},
         "dns": ["10.97.0.1"],
         "domains": ["example.net"],
     },

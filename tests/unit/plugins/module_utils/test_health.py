@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -366,7 +368,7 @@ def test_the_programs_command_runs_its_rounds_and_writes_its_state(tmp_path, mon
     plan = host_plan([dict(t, fallback=[]) for t in tunnels()])
     monkeypatch.setenv("SPLITROUTE_HEALTH_STATE", str(tmp_path / "state.json"))
     assert _host_health.run(plan, logged.append, rounds=1) == 0
-    assert logged == ["splitroute health: no tunnel has a fallback: nothing to watch"]
+    assert logged == ["splitroute health: no tunnel has a fallback or an endpoint given as a name: nothing to watch"]
     assert not (tmp_path / "state.json").exists()
     script = textwrap.dedent(
         """
@@ -376,3 +378,87 @@ def test_the_programs_command_runs_its_rounds_and_writes_its_state(tmp_path, mon
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert "'health'" in out
+
+
+# ---------------------------------------------------------------- endpoints given as names
+
+# in the client namespace: one lookup of the endpoint's name (no handshake counts as fresh: stale 0)
+RERESOLVE = """
+import json, sys, time
+from ansible_collections.splitroute.vpn.plugins.module_utils import _host_health
+entry = json.loads(sys.argv[1])
+state = {}
+print(json.dumps([_host_health.reresolve(entry, state, print, time.time(), stale=0, every=0), state]))
+"""
+
+
+def test_name_endpoints_are_the_tunnels_whose_peer_is_given_by_name():
+    def tunnel(name, endpoint, host):
+        return {"name": name, "peer": {"public_key": KEY, "endpoint": endpoint, "endpoint_host": host}}
+
+    plan = {"tunnels": [tunnel("wg0", "vpn.example.net:51820", "vpn.example.net"),
+                        tunnel("wg1", "192.0.2.1:51821", "192.0.2.1"),
+                        tunnel("wg2", "[2001:db8::1]:51822", "2001:db8::1")]}  # fmt: skip
+    assert _host_health.name_endpoints(plan) == [
+        {"interface": "wg0", "public_key": KEY, "host": "vpn.example.net", "port": 51820}
+    ]
+
+
+def test_an_endpoint_name_under_a_listed_domain_is_refused():
+    """Its lookup would go through a tunnel: with the tunnel down, never answered."""
+    given = tunnels()
+    given[0] = dict(given[0], peer={"public_key": KEY, "endpoint": "vpn.example.org:51820"})
+    given[1] = dict(given[1], domains=["example.org"])
+    with pytest.raises(Exception, match=r"vpn\.example\.org is under example\.org, listed for tunnel ex1"):
+        host_plan(given)
+    given[1] = dict(given[1], domains=["other.example.org"])
+    assert host_plan(given)["tunnels"][0]["peer"]["endpoint_host"] == "vpn.example.org"
+
+
+def test_an_endpoint_whose_name_moved_is_looked_up_again_and_the_tunnel_carries_on(wg_pair):
+    """The server moves to another address; its name (the client namespace's /etc/hosts) follows. The
+    client, still sending to the old address, gets nothing back until the program looks the name up and
+    sets the new address; a name that does not move, or does not resolve, changes nothing."""
+    pair = wg_pair
+    assert pair["echoes"](3) == 3
+    hosts = Path("/etc/netns") / pair["client"]
+    hosts.mkdir(parents=True)
+    try:
+        subprocess.run(["ip", "-n", pair["server"], "addr", "del", "192.0.2.1/24", "dev", "vs"], check=True)
+        subprocess.run(["ip", "-n", pair["server"], "addr", "add", "192.0.2.3/24", "dev", "vs"], check=True)
+        assert pair["echoes"](3) == 0
+        entry = {
+            "interface": pair["wgc0"],
+            "public_key": pair["keys"]["server"][1],
+            "host": "vpn.srtest",
+            "port": 51820,
+        }
+
+        def lookup(name):
+            (hosts / "hosts").write_text(
+                "127.0.0.1 localhost\n%s vpn.srtest\n" % name if name else "127.0.0.1 localhost\n"
+            )
+            out = in_ns(pair["client"], "-c", RERESOLVE, json.dumps(entry))
+            return out.stdout.splitlines()
+
+        lines = lookup(None)
+        assert json.loads(lines[-1])[0] is False and json.loads(lines[-1])[1]["error"] == "vpn.srtest does not resolve"
+        lines = lookup("192.0.2.3")
+        changed, state = json.loads(lines[-1])
+        assert changed and state["current"] == "192.0.2.3" and state["changes"] == 1
+        assert lines[0].startswith(
+            "splitroute health: %s: endpoint vpn.srtest is 192.0.2.3 now (was 192.0.2.1" % pair["wgc0"]
+        )
+        shown = subprocess.run(["ip", "netns", "exec", pair["client"], "wg", "show", pair["wgc0"], "endpoints"],
+                               capture_output=True, text=True, check=True).stdout  # fmt: skip
+        assert "192.0.2.3:51820" in shown
+        assert pair["echoes"](5) == 5
+        assert json.loads(lookup("192.0.2.3")[-1])[0] is False  # where it already points
+    finally:
+        shutil.rmtree(hosts, ignore_errors=True)
+
+
+def in_ns(ns, *argv):
+    env = {"PYTHONPATH": os.environ.get("PYTHONPATH", ""), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    return subprocess.run(["ip", "netns", "exec", ns, sys.executable, *argv], capture_output=True, text=True,
+                          check=True, env=env)  # fmt: skip
