@@ -196,9 +196,9 @@ def wg_pair(tmp_path):
         for ns, iface in ((server, siface), (client, ciface)):
             ip("netns", "exec", ns, "wireguard-go", iface)
         _wg("set", siface, "private-key", str(tmp_path / "server.key"), "listen-port", "51820",
-           "peer", keys["client"][1], "allowed-ips", "10.9.0.2/32", ns=server)  # fmt: skip
+            "peer", keys["client"][1], "allowed-ips", "10.9.0.2/32", ns=server)  # fmt: skip
         _wg("set", ciface, "private-key", str(tmp_path / "client.key"), "peer", keys["server"][1],
-           "allowed-ips", "0.0.0.0/0", "endpoint", "192.0.2.1:51820", ns=client)  # fmt: skip
+            "allowed-ips", "0.0.0.0/0", "endpoint", "192.0.2.1:51820", ns=client)  # fmt: skip
         for ns, iface, addr in ((server, siface, "10.9.0.1/24"), (client, ciface, "10.9.0.2/24")):
             ip("-n", ns, "addr", "add", addr, "dev", iface)
             ip("-n", ns, "link", "set", iface, "up")
