@@ -362,6 +362,33 @@ def test_traffic_moves_to_the_fallback_and_back_and_into_the_blackhole_when_ever
     assert logs == ["splitroute health: tunnel ex0: blackhole -> ex1 (ex1 is healthy)"] and ask(lab) == "ex1"
 
 
+PROBE_HTTP = """
+import json, sys
+from ansible_collections.splitroute.vpn.plugins.module_utils import _health
+print(json.dumps([_health.probe_http(sys.argv[1], mark, 1, 8080, "/") for mark in (2, 1)]))
+"""
+
+
+def test_an_http_probe_goes_by_the_mark_of_its_exit_only(lab):
+    """An HTTP server behind ex1: a probe with ex1's mark gets its status line, the same probe with ex0's
+    mark leaves by ex0 and gets nothing."""
+    server = subprocess.Popen(["ip", "netns", "exec", lab["ns"]["ex1"], sys.executable, "-m", "http.server", "8080",
+                               "--bind", "10.2.0.1", "--directory", str(lab["dir"])],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        health_round(lab)
+        for _attempt in range(50):
+            by_ex1, by_ex0 = json.loads(in_client(lab, "-c", PROBE_HTTP, "10.2.0.1").stdout)
+            if by_ex1[0] is not None:
+                break
+            time.sleep(0.1)
+        assert by_ex1[0] is not None and by_ex1[1] == "ok", by_ex1
+        assert by_ex0[0] is None and "10.2.0.1:8080" in by_ex0[1], by_ex0
+    finally:
+        server.kill()
+        server.wait()
+
+
 def test_the_programs_command_runs_its_rounds_and_writes_its_state(tmp_path, monkeypatch):
     """With no tunnel that has a fallback, it says so and stops at once (the unit stays active, idle)."""
     logged = []
