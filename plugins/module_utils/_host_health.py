@@ -42,6 +42,7 @@ except ImportError:
     NetlinkError = OSError
 
 _STOP = []
+_SLEEPING = []
 
 
 def failover(plan):
@@ -339,7 +340,10 @@ def endpoints_round(plan, state, log, now=None, **kw):
 
 
 def _stop(_signum, _frame):
+    """SIGTERM: at once between two rounds; a round under way finishes first (a switch is never cut short)."""
     _STOP.append(True)
+    if _SLEEPING:
+        raise SystemExit(0)
 
 
 def run(plan, log, rounds=None, **kw):
@@ -382,7 +386,11 @@ def run(plan, log, rounds=None, **kw):
             break
         delay = interval - (time.monotonic() - start)
         if delay > 0 and not _STOP:
-            time.sleep(delay)
+            _SLEEPING.append(True)
+            try:
+                time.sleep(delay)
+            finally:
+                _SLEEPING.clear()
     return 0
 
 
