@@ -113,7 +113,6 @@ _KNOWN = {
     "name", "address", "private_key", "peer", "mtu", "dns", "domains", "domain_files", "domain_sources",
     "networks", "users", "ports", "fwmark", "table", "priority", "back_port", "preresolve", "fallback", "health",
 }  # fmt: skip
-_HEALTH_KNOWN = set(_health.CHECK_DEFAULTS) | {"targets"}
 _SOURCE_KNOWN = {"url", "path", "interval", "timeout", "max_bytes", "max_invalid", "ca", "sha256"}
 _DURATION = re.compile(r"^([0-9]+)\s*([smhd]?)$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -491,39 +490,11 @@ def _sources(raw, what, tunnel, errors):
 
 
 def _health_settings(raw, where, plan, dns, errors):
-    """A tunnel's health check as an exit (_health): the defaults for what RAW leaves out; the probe targets,
-    given or the tunnel's first DNS server of each family it carries."""
-    raw = errors.take(want_dict({} if raw is None else raw, where)) or {}
-    unknown = sorted(map(str, set(raw) - _HEALTH_KNOWN))
-    if unknown:
-        errors.append("%s: unknown keys %s" % (where, ", ".join(unknown)))
-    out = {}
-    defaults = _health.CHECK_DEFAULTS
-    method = raw.get("method", defaults["method"])
-    if method not in _health.METHODS:
-        errors.append("%s.method: %r is not one of %s" % (where, method, ", ".join(_health.METHODS)))
-    out["method"] = method
-    for key, lo, hi in (("interval", 1, 3600), ("timeout", 1, 60), ("fall", 1, 100), ("rise", 1, 100),
-                        ("handshake_max_age", 0, 86400), ("port", 1, 65535)):  # fmt: skip
-        out[key] = errors.take(want_int(raw.get(key, defaults[key]), "%s.%s" % (where, key), lo, hi))
-    if isinstance(out["interval"], int) and isinstance(out["timeout"], int) and out["timeout"] > out["interval"]:
-        errors.append("%s.timeout: at most the interval (%ss)" % (where, out["interval"]))
-    out["sticky"] = errors.take(want_bool(raw.get("sticky", defaults["sticky"]), where + ".sticky"))
-    path = raw.get("path", defaults["path"])
-    if not isinstance(path, str) or not re.fullmatch(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,200}", path):
-        errors.append("%s.path: an HTTP path starting with / (letters, digits and URL punctuation)" % where)
-    out["path"] = path
-    targets = []
-    if raw.get("targets") is None:
-        targets = dns[4][:1] + dns[6][:1]
-    else:
-        for addr in _addresses(raw.get("targets"), where + ".targets", errors, parse_address):
-            targets.append(str(addr))
-    for target in targets:
-        family = 6 if ":" in target else 4
-        if not plan["has_v%d" % family]:
-            errors.append("%s.targets: %s needs an IPv%d tunnel address" % (where, target, family))
-    out["targets"] = targets
+    """A tunnel's health check as an exit (_health.settings): the probe targets given, or the tunnel's first DNS
+    server of each family it carries."""
+    families = [f for f in (4, 6) if plan["has_v%d" % f]]
+    out, found = _health.settings(raw, where, dns[4][:1] + dns[6][:1], families)
+    errors.extend(found)
     return out
 
 
@@ -701,7 +672,7 @@ def client_plan(tunnels, settings=None, domain_lists=None, domain_files=None):
             owner[domain] = plan["name"]
     for plan in plans:
         host = (plan.get("peer") or {}).get("endpoint_host")
-        labels = host.split(".") if host and not _is_address(host) else []
+        labels = host.split(".") if host and parse_address(host)[0] is None else []
         for domain in (".".join(labels[i:]) for i in range(len(labels))):
             if domain in owner:
                 errors.append(
@@ -713,14 +684,6 @@ def client_plan(tunnels, settings=None, domain_lists=None, domain_files=None):
     if errors:
         raise AnsibleFilterError("invalid split-tunnel configuration:\n  - " + "\n  - ".join(errors))
     return plans
-
-
-def _is_address(host):
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return False
 
 
 def client_settings(settings):

@@ -92,7 +92,7 @@ import re
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.splitroute.vpn.plugins.module_utils import _names, _x25519
+from ansible_collections.splitroute.vpn.plugins.module_utils import _health, _names, _x25519
 from ansible_collections.splitroute.vpn.plugins.module_utils._host import PLAN_VERSION
 from ansible_collections.splitroute.vpn.plugins.module_utils._host_gateway import host_lists, prune
 from ansible_collections.splitroute.vpn.plugins.module_utils._validate import (
@@ -113,7 +113,9 @@ _PEER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _DNS_NAME = re.compile(r"^(?=.{1,253}\.?\Z)%s(?:\.%s)*\.?\Z" % (_LABEL, _LABEL))
 _PEER_KEYS = {"name", "public_key", "address", "address6", "preshared_key", "allowed_ips"}
-_PROVIDER_KEYS = {"name", "config", "server", "port", "proto", "username", "password", "dns_upstreams"}
+_PROVIDER_KEYS = {"name", "config", "server", "port", "proto", "username", "password", "dns_upstreams", "fallback", "health"}
+# a provider's health check (_health): all of it but the WireGuard handshake (its tunnel is checked instead)
+_HEALTH_KEYS = (set(_health.CHECK_DEFAULTS) - {"handshake_max_age"}) | {"targets"}
 _CLASS_KEYS = {"range", "range6", "exit"}
 _RECORD_KEYS = {"name", "address"}
 
@@ -243,6 +245,49 @@ def _one_line(value, what, errors):
     return True
 
 
+def _fallback(item, path, errors):
+    """The provider names of ITEM's fallback, in order (each checked against the providers later)."""
+    out = []
+    for index, name in enumerate(_list(item.get("fallback"), path + ".fallback", errors)):
+        if not isinstance(name, str) or not _NAME.match(name):
+            errors.append("%s.fallback[%d]: %r is not a provider name" % (path, index, name))
+        else:
+            out.append(name)
+    return out
+
+
+def _failover_checks(prov, v6, errors):
+    """Each provider's fallback names other providers, once each; the exits of a failover (a provider with a
+    fallback and those it names) get their health check (_health.settings; the default target is the
+    provider's first DNS upstream, asked through its tunnel)."""
+    by_name = {p["name"]: p for p in prov if p["name"]}
+    exits = set()
+    for p in prov:
+        label = "provider %s" % p["name"]
+        for name in sorted({n for n in p["fallback"] if p["fallback"].count(n) > 1}):
+            errors.append("%s: fallback names %s twice" % (label, name))
+        for name in p["fallback"]:
+            if name == p["name"]:
+                errors.append("%s: fallback names the provider itself (its own exit comes first anyway)" % label)
+            elif name not in by_name:
+                errors.append("%s: fallback names %s, which is not a provider" % (label, name))
+        if p["fallback"]:
+            exits.update([p["name"]] + [n for n in p["fallback"] if n in by_name])
+    for p in prov:
+        raw = p.pop("health_raw")
+        if p["name"] not in exits and raw is None:
+            p["health"] = None
+            continue
+        where = "%s[%d].health" % (PROVIDERS, p["index"])
+        families = [4, 6] if v6 is not None else [4]
+        health, found = _health.settings(raw, where, p["dns_upstreams"][:1], families, keys=_HEALTH_KEYS)
+        errors.extend(found)
+        health["handshake_max_age"] = 0
+        if not health["targets"]:
+            errors.append("%s.targets: give at least one address to probe through the provider" % where)
+        p["health"] = health
+
+
 def _providers(raw, dns_upstreams, errors):
     out = []
     names = "must be 1-10 lowercase letters or digits, starting with a letter"
@@ -284,6 +329,8 @@ def _providers(raw, dns_upstreams, errors):
                 "index": index,
                 "has_auth": has_user and has_password,
                 "dns_upstreams": upstreams,
+                "fallback": _fallback(item, path, errors),
+                "health_raw": item.get("health"),
             }
         )
     return out
@@ -623,6 +670,7 @@ def gateway_plan(peers, classes, providers, settings):
     records = _records(settings.get("dns_records"), errors)
 
     prov = _providers(providers, upstreams, errors)
+    _failover_checks(prov, v6, errors)
     names = {p["name"] for p in prov if p["name"]}
     ranges = _classes(classes, subnet, names, v6, errors)
 
@@ -687,6 +735,17 @@ def gateway_plan(peers, classes, providers, settings):
                     "ranges6": [str(net) for net, e in v6["ranges"] if e == p["name"]],
                 }
             )
+    for p in prov:
+        p["exit_veths"] = [_names.provider_host_veth(n) for n in [p["name"]] + p["fallback"]]
+        # the providers that fall back to this one: their classes and their resolver's queries (from their
+        # veth address, to this provider's upstreams) may leave by this namespace
+        p["guests"] = [
+            {"name": g["name"], "ranges": g["ranges"], "ranges6": g.get("ranges6", []), "host_address": g["host_address"]}
+            for g in prov
+            if p["name"] in g["fallback"]
+        ]
+        # the IPv6 ranges its namespace forwards (its own classes' and its guests')
+        p["ns_ranges6"] = p.get("ranges6", []) + [r for g in p["guests"] for r in g["ranges6"]]
     return {
         "address": str(iface),
         "ip": str(iface.ip),

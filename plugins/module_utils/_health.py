@@ -22,12 +22,24 @@ I/O; probe_icmp, probe_http and handshake_ages do the checks.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import os
+import re
 import select
 import socket
 import struct
 import subprocess
 import time
+
+from ansible_collections.splitroute.vpn.plugins.module_utils._validate import (
+    parse_address,
+    want_bool,
+    want_dict,
+    want_int,
+    want_list,
+)
 
 CHECK_DEFAULTS = {
     "method": "icmp",
@@ -44,6 +56,63 @@ CHECK_DEFAULTS = {
 }
 METHODS = ("icmp", "http")
 SO_MARK = getattr(socket, "SO_MARK", 36)
+# the bounds of each number of a check (settings())
+_BOUNDS = (("interval", 1, 3600), ("timeout", 1, 60), ("fall", 1, 100), ("rise", 1, 100),
+           ("handshake_max_age", 0, 86400), ("port", 1, 65535))  # fmt: skip
+_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,200}\Z")
+
+
+def settings(raw, where, default_targets, families, keys=None):
+    """(check settings, errors) of an exit's `health` RAW (None: the defaults) at WHERE (the variable's path):
+    the defaults for what RAW leaves out, the numbers in their bounds, the HTTP path on one line, the probe
+    targets (addresses; DEFAULT_TARGETS when RAW gives none), each of a family in FAMILIES (the exit carries
+    it). KEYS: the keys RAW may have (default: all of CHECK_DEFAULTS and targets). Shared by the roles' plans."""
+    errors = []
+    keys = set(CHECK_DEFAULTS) | {"targets"} if keys is None else set(keys)
+    raw, error = want_dict({} if raw is None else raw, where)
+    if error:
+        errors.append(error)
+        raw = {}
+    unknown = sorted(map(str, set(raw) - keys))
+    if unknown:
+        errors.append("%s: unknown keys %s" % (where, ", ".join(unknown)))
+    out = {}
+    method = raw.get("method", CHECK_DEFAULTS["method"])
+    if method not in METHODS:
+        errors.append("%s.method: %r is not one of %s" % (where, method, ", ".join(METHODS)))
+    out["method"] = method
+    for key, lo, hi in _BOUNDS:
+        value = raw.get(key, CHECK_DEFAULTS[key]) if key in keys else CHECK_DEFAULTS[key]
+        out[key], error = want_int(value, "%s.%s" % (where, key), lo, hi)
+        if error:
+            errors.append(error)
+    if isinstance(out["interval"], int) and isinstance(out["timeout"], int) and out["timeout"] > out["interval"]:
+        errors.append("%s.timeout: at most the interval (%ss)" % (where, out["interval"]))
+    out["sticky"], error = want_bool(raw.get("sticky", CHECK_DEFAULTS["sticky"]), where + ".sticky")
+    if error:
+        errors.append(error)
+    path = raw.get("path", CHECK_DEFAULTS["path"])
+    if not isinstance(path, str) or not _PATH.match(path):
+        errors.append("%s.path: an HTTP path starting with / (letters, digits and URL punctuation)" % where)
+    out["path"] = path
+    targets = list(default_targets)
+    if raw.get("targets") is not None:
+        values, error = want_list(raw["targets"], where + ".targets")
+        targets = []
+        if error:
+            errors.append(error)
+        for index, value in enumerate(values or []):
+            addr, error = parse_address(value, what="%s.targets[%d]" % (where, index))
+            if error:
+                errors.append(error)
+            else:
+                targets.append(str(addr))
+    for target in targets:
+        family = _family(target)
+        if family not in families:
+            errors.append("%s.targets: %s needs an IPv%d address on the exit" % (where, target, family))
+    out["targets"] = targets
+    return out, errors
 
 
 def new_state():
@@ -220,10 +289,63 @@ def handshake_ages(interface, now=None):
     return ages
 
 
+NETNS_DIR = "/run/netns"
+_CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd):
+    if hasattr(os, "setns"):  # Python 3.12
+        os.setns(fd, _CLONE_NEWNET)
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    if libc.setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+@contextlib.contextmanager
+def in_netns(name):
+    """This thread in network namespace NAME (ip netns: /run/netns/NAME) for the block, then back: the sockets
+    made in it stay there (a probe leaves by that namespace's routes only). OSError when there is no NAME."""
+    here = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        there = os.open(os.path.join(NETNS_DIR, name), os.O_RDONLY)
+        try:
+            _setns(there)
+        finally:
+            os.close(there)
+        try:
+            yield
+        finally:
+            _setns(here)
+    finally:
+        os.close(here)
+
+
+def _tunnel_up(prefix):
+    """Whether an interface named PREFIX* is in this thread's namespace (OpenVPN's tun device)."""
+    return any(name.startswith(prefix) for _index, name in socket.if_nameindex())
+
+
 def check(exit_, probe=None, ages=None):
     """(ok, rtt, reason) of one check of EXIT_ (the plan's failover exit: interface, mark, check, targets).
-    The probes go first: on an interface with no session yet, the first one starts the handshake.
+    An exit with `netns` (a gateway's provider) is checked inside that namespace: its tunnel (an interface
+    named `tunnel`*, OpenVPN's tun) is there, and the probes leave by that namespace's routes.
     PROBE, AGES: the probe and handshake functions (tests pass their own)."""
+    if not exit_.get("netns"):
+        return _check(exit_, probe, ages)
+    try:
+        with in_netns(exit_["netns"]):
+            if not _tunnel_up(exit_["tunnel"]):
+                return False, None, "namespace %s: no %s* interface (the tunnel is down)" % (
+                    exit_["netns"], exit_["tunnel"])  # fmt: skip
+            return _check(exit_, probe, ages)
+    except OSError as exc:
+        return False, None, "namespace %s: %s" % (exit_["netns"], exc.strerror or exc)
+
+
+def _check(exit_, probe=None, ages=None):
+    """The probes go first: on an interface with no session yet, the first one starts the handshake."""
     settings = exit_["check"]
     rtts = []
     for target in exit_["targets"]:

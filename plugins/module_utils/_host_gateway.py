@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from ansible_collections.splitroute.vpn.plugins.module_utils import _host, _names, _wg_sync
+from ansible_collections.splitroute.vpn.plugins.module_utils import _host, _host_health, _names, _wg_sync
 
 # ---------------------------------------------------------------- the plan's lists (pure)
 
@@ -44,22 +44,30 @@ def _rules(plan):
 
 
 def _routes(plan):
-    """Each provider's table: its default route into the namespace and a blackhole behind it."""
+    """Each provider's table: its default route into the namespace and a blackhole behind it. A provider with
+    a fallback has only the blackhole: its default route is splitroute health's (into the namespace of the
+    provider in use)."""
     out = []
     for prov in plan["providers"]:
         table = str(prov["table"])
         for family, via in (("4", prov["ns_address"]), ("6", prov.get("ns_address6"))):
             if via is None:
                 continue
-            out.append(
-                {"table": table, "dest": "default", "via": via, "dev": prov["host_veth"],
-                 "metric": _names.PROVIDER_ROUTE_METRIC}
-            )  # fmt: skip
+            if not prov.get("fallback"):
+                out.append(
+                    {"table": table, "dest": "default", "via": via, "dev": prov["host_veth"],
+                     "metric": _names.PROVIDER_ROUTE_METRIC}
+                )  # fmt: skip
             out.append(
                 {"table": table, "dest": "default", "type": "blackhole", "family": family,
                  "metric": _names.BLACKHOLE_METRIC}
             )  # fmt: skip
     return out
+
+
+def fallen_back(plan, prov):
+    """The providers whose fallback names PROV: their classes and resolvers may leave by PROV's namespace."""
+    return [p for p in plan["providers"] if prov["name"] in p.get("fallback", [])]
 
 
 def _namespace(plan, prov):
@@ -71,6 +79,8 @@ def _namespace(plan, prov):
         {"dest": "%s/32" % prov["server"], "via": prov["host_address"]},
         {"dest": plan["subnet"], "via": prov["host_address"]},
     ]
+    # the answers to the resolvers of the providers that fall back to this one (they ask from their veth)
+    routes += [{"dest": "%s/32" % p["host_address"], "via": prov["host_address"]} for p in fallen_back(plan, prov)]
     sysctls = {"net.ipv4.ip_forward": 1}
     if v6:
         host.append("%s/%d" % (prov["host_address6"], _names.VETH_PREFIX6))
@@ -88,11 +98,60 @@ def _namespace(plan, prov):
     }  # fmt: skip
 
 
+def failover(plan):
+    """The plan's `failover` (_host_health, as the client's): a group per provider with a fallback (its order,
+    its table, its resolver's servers-file, asked from its veth address), and the exits they name: each
+    provider's veth (the route's next hop: the namespace's end), namespace (its tunnel is checked and its
+    probes sent there), DNS upstreams and check. No marks: a provider's classes are routed by address."""
+    by_name = {p["name"]: p for p in plan["providers"]}
+    families = [4, 6] if plan.get("subnet6") else [4]
+    groups, exits = [], {}
+    for prov in plan["providers"]:
+        if not prov.get("fallback"):
+            continue
+        order = [prov["name"]] + list(prov["fallback"])
+        groups.append(
+            {
+                "tunnel": prov["name"],
+                "kind": "provider",
+                "order": order,
+                "table": prov["table"],
+                "fwmark": None,
+                "families": families,
+                "sticky": prov["health"]["sticky"],
+                "dns": prov["dns_upstreams"],
+                "dns_source": prov["host_address"],
+                "servers_file": _names.provider_servers_file(prov["name"]),
+                "back_unit": _names.provider_dns_unit(prov["name"]),
+            }
+        )
+        for name in order:
+            e = by_name[name]
+            exits[name] = {
+                "interface": e["host_veth"],
+                "via": {"4": e["ns_address"], "6": e.get("ns_address6")},
+                "netns": e["netns"],
+                "tunnel": _names.PROVIDER_TUNNEL_PREFIX,
+                "mark": 0,
+                "table": e["table"],
+                "families": families,
+                "dns": e["dns_upstreams"],
+                "targets": e["health"]["targets"],
+                "check": {k: v for k, v in e["health"].items() if k != "targets"},
+            }
+    names = [p["name"] for p in plan["providers"]]
+    # splitroute health starts after the tunnels it checks and the resolvers it signals
+    after = [_names.openvpn_unit(n) for n in names] + [_names.provider_dns_unit(n) for n in names]
+    return {"state": _names.GATEWAY_HEALTH_STATE, "groups": groups, "exits": exits, "after": after}
+
+
 def host_lists(plan):
     """What the role's tasks, its templates and `splitroute boot` take from the plan, computed once:
-    rules, routes, scope, host sysctls, namespaces, units and paths."""
+    rules, routes, scope, host sysctls, namespaces, units, paths and the failover."""
     names = [p["name"] for p in plan["providers"]]
     providers = [_names.openvpn_unit(n) for n in names] + [_names.provider_dns_unit(n) for n in names]
+    fo = failover(plan)
+    groups = {g["tunnel"] for g in fo["groups"]}
     wireguard = _names.wg_unit(plan["interface"])
     sysctls = {"net.ipv4.ip_forward": 1}
     if plan.get("subnet6"):
@@ -104,21 +163,34 @@ def host_lists(plan):
             "etc": _names.GATEWAY_ETC,
             "plan": _names.GATEWAY_PLAN,
             "sysctl_file": _names.GATEWAY_SYSCTL_FILE,
+            # what splitroute health writes (removed with the gateway)
+            "run": [_names.GATEWAY_HEALTH_STATE, _names.GATEWAY_RUN_DNS_DIR],
             "state_dir": _names.GATEWAY_STATE_DIR,
             "legacy_boot_script": _names.GATEWAY_LEGACY_BOOT_SCRIPT,
         },
         "rules": _rules(plan),
         "routes": _routes(plan),
-        "scope": {"priorities": plan["priorities"], "tables": [str(p["table"]) for p in plan["providers"]]},
+        # a failover group's table is left out: its default route is splitroute health's (the blackhole is
+        # the role's, added when missing)
+        "scope": {
+            "priorities": plan["priorities"],
+            "tables": [str(p["table"]) for p in plan["providers"] if p["name"] not in groups],
+            # absent: every provider's table
+            "all_tables": [str(p["table"]) for p in plan["providers"]],
+        },
+        "failover": fo,
+        # the resolvers of the providers with a fallback read their servers here (splitroute health writes it)
+        "servers_files": {g["tunnel"]: g["servers_file"] for g in fo["groups"]},
         "sysctls": sysctls,
         "namespaces": [_namespace(plan, p) for p in plan["providers"]],
         "units": {
             "files": list(_names.GATEWAY_UNIT_FILES),
             "providers": providers,
             # enabled and started in this order (boot order)
-            "start": [_names.GATEWAY_UNIT] + providers + [_names.GATEWAY_DNS_UNIT, wireguard],
+            "start": [_names.GATEWAY_UNIT] + providers + [_names.GATEWAY_DNS_UNIT, wireguard, _names.GATEWAY_HEALTH_UNIT],
             # stopped and disabled on removal, in the reverse of the boot order
-            "stop": [wireguard, _names.GATEWAY_DNS_UNIT] + providers[::-1] + [_names.GATEWAY_UNIT],
+            "stop": [_names.GATEWAY_HEALTH_UNIT, wireguard, _names.GATEWAY_DNS_UNIT] + providers[::-1]
+            + [_names.GATEWAY_UNIT],
             # restarted after a run changed one of these files (unit_states)
             "triggers": _triggers(plan["interface"], names),
         },
@@ -134,6 +206,7 @@ def _triggers(interface, names):
             _names.WIREGUARD + "/%s.conf" % interface, _names.gateway_wg_dropin(interface)
         ),
         _names.GATEWAY_DNS_UNIT: {"restart": [_names.GATEWAY_DNS_CONF, unit + _names.GATEWAY_DNS_UNIT]},
+        _names.GATEWAY_HEALTH_UNIT: {"restart": [_names.GATEWAY_PLAN, unit + _names.GATEWAY_HEALTH_UNIT]},
     }
     for name in names:
         out[_names.openvpn_unit(name)] = {
@@ -269,11 +342,13 @@ def boot(plan, args, log):
             log("splitroute boot: %s" % op)
         _nft_file_in(ns["name"], ns["nft_file"])
     _host.merge_rules(plan["rules"], plan["routes"], log)
+    _host_health.init_servers(plan, log)
     return 0
 
 
 COMMANDS = {
     "boot": boot,
+    "health": (_host_health.setup, _host_health.command),
     "wg-sync": (_wg_sync.setup, _wg_sync.command(lambda plan: [plan["interface"]])),
 }
 

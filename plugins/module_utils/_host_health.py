@@ -33,6 +33,7 @@ import subprocess
 import time
 
 from ansible_collections.splitroute.vpn.plugins.module_utils import _health, _host, _names
+from ansible_collections.splitroute.vpn.plugins.module_utils._validate import parse_address
 
 try:  # the roles install python3-pyroute2 on the host; the controller imports this module without it
     from pyroute2 import NFCTSocket
@@ -62,10 +63,12 @@ def read_state(path):
         return {}
 
 
-def servers_text(dns):
-    """The back resolver's servers-file for an exit's DNS servers (addresses the plan checked)."""
+def servers_text(dns, source=None):
+    """The back resolver's servers-file for an exit's DNS servers (addresses the plan checked), each asked
+    from SOURCE when given (a gateway provider's resolver sends from its veth address)."""
+    at = "@%s" % source if source else ""
     return "# written by splitroute health: the DNS servers of the exit in use\n" + "".join(
-        "server=%s\n" % address for address in dns
+        "server=%s%s\n" % (address, at) for address in dns
     )
 
 
@@ -74,7 +77,7 @@ def write_servers(plan, group, exit_name):
     it changed."""
     exits = failover(plan)["exits"]
     dns = exits.get(exit_name, {}).get("dns") if exit_name else None
-    text = servers_text(dns or group["dns"])
+    text = servers_text(dns or group["dns"], group.get("dns_source"))
     path = group["servers_file"]
     try:
         with open(path, encoding="utf-8") as fh:
@@ -120,7 +123,9 @@ def route_exit(group, exit_name, exits, log):
             argv = ["ip", "-%d" % family, "route", "del", "default", "table", str(group["table"])]
             argv += ["metric", str(_names.EXIT_METRIC)]
         else:
-            argv = ["ip", "-%d" % family, "route", "replace", "default", "dev", exits[want]["interface"]]
+            argv = ["ip", "-%d" % family, "route", "replace", "default"]
+            via = (exits[want].get("via") or {}).get(str(family))
+            argv += (["via", via] if via else []) + ["dev", exits[want]["interface"]]
             argv += ["table", str(group["table"]), "metric", str(_names.EXIT_METRIC)]
         proc = _run(*argv)
         if proc.returncode != 0 and want is not None:
@@ -157,15 +162,19 @@ def switch(plan, group, old, new, reason, log, conntrack=flush_conntrack, hup=si
         hup(group["back_unit"])
     if new == old:
         return False
-    # the connections of the group's mark were going by OLD (or nowhere): they start again by NEW
-    try:
-        conntrack(group["fwmark"])
-    except _host.HostError as exc:
-        log("splitroute health: tunnel %s: %s (its connections reconnect when they time out)" % (group["tunnel"], exc))
+    # the connections of the group's mark were going by OLD (or nowhere): they start again by NEW (a
+    # gateway's provider has no mark: its connections' NAT is in the old provider's namespace, so their next
+    # packet leaves the new one with its address and is reset by the far end)
+    what = "%s %s" % (group.get("kind", "tunnel"), group["tunnel"])
+    if group.get("fwmark"):
+        try:
+            conntrack(group["fwmark"])
+        except _host.HostError as exc:
+            log("splitroute health: %s: %s (its connections reconnect when they time out)" % (what, exc))
     log(
-        "splitroute health: tunnel %s: %s%s -> %s (%s)"
+        "splitroute health: %s: %s%s -> %s (%s)"
         % (
-            group["tunnel"],
+            what,
             "starting: " if first else "",
             old or "blackhole",
             new or "blackhole (no exit is healthy)",
@@ -220,7 +229,8 @@ def round_(plan, state, log, checker=None, now=None, **kw):
         first = gstate is None
         if first:
             # what the table says (a restarted program, or a sticky exit, keeps the exit in use)
-            gstate = {"exit": _exit_by_dev(group, fo["exits"]), "switches": 0, "since": now, "reason": "started"}
+            gstate = {"exit": _exit_by_dev(group, fo["exits"]), "switches": 0, "since": now, "reason": "started",
+                      "kind": group.get("kind", "tunnel")}  # fmt: skip
             groups_state[group["tunnel"]] = gstate
         old = gstate["exit"] if gstate.get("exit") in group["order"] else None
         new = _health.choose(group["order"], healthy, old, group["sticky"])
@@ -243,23 +253,13 @@ ENDPOINT_EVERY = 30
 ENDPOINT_INTERVAL = 5  # s between two rounds when no tunnel has a fallback
 
 
-def _is_address(host):
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, host)
-            return True
-        except OSError:
-            continue
-    return False
-
-
 def name_endpoints(plan):
     """The tunnels whose peer endpoint is a name: interface, peer key, name and port."""
     out = []
     for tunnel in plan.get("tunnels") or []:
         peer = tunnel.get("peer") or {}
         host, endpoint = peer.get("endpoint_host"), peer.get("endpoint")
-        if host and endpoint and peer.get("public_key") and not _is_address(host):
+        if host and endpoint and peer.get("public_key") and parse_address(host)[0] is None:
             out.append(
                 {"interface": tunnel["name"], "public_key": peer["public_key"], "host": host,
                  "port": int(endpoint.rsplit(":", 1)[1])}
@@ -351,7 +351,7 @@ def run(plan, log, rounds=None, **kw):
     path = state_path(plan)
     names = name_endpoints(plan)
     if not fo["groups"] and not names:
-        log("splitroute health: no tunnel has a fallback or an endpoint given as a name: nothing to watch")
+        log("splitroute health: no tunnel or provider has a fallback, no endpoint is given as a name: nothing to watch")
         return 0
     signal.signal(signal.SIGTERM, _stop)
     interval = min([e["check"]["interval"] for e in fo["exits"].values()] + ([ENDPOINT_INTERVAL] if names else []))
@@ -364,7 +364,7 @@ def run(plan, log, rounds=None, **kw):
     log(
         "splitroute health: watching %s (exits %s; endpoints by name: %s), every %ss"
         % (
-            ", ".join(g["tunnel"] for g in fo["groups"]) or "no tunnel with a fallback",
+            ", ".join(g["tunnel"] for g in fo["groups"]) or "nothing with a fallback",
             ", ".join(sorted(fo["exits"])) or "none",
             ", ".join("%s %s" % (e["interface"], e["host"]) for e in names) or "none",
             interval,
@@ -399,7 +399,7 @@ def setup(parser):
 
 
 def command(plan, args, log):
-    """watch the exits of the tunnels that have a fallback and move their traffic (runs until stopped)"""
+    """watch the exits of the tunnels (providers) that have a fallback and move their traffic (runs until stopped)"""
     return run(plan, log, rounds=args.rounds)
 
 

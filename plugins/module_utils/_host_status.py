@@ -171,10 +171,10 @@ def list_states(plan):
 
 
 def failover_state(plan):
-    """What splitroute health last wrote (_host_health), or None (no client, or no tunnel with a fallback)."""
+    """What splitroute health last wrote (_host_health), or None (no plan, or nothing with a fallback)."""
     if not isinstance(plan, dict) or not _dict(plan.get("failover")).get("groups"):
         return None
-    from ._host_health import state_path  # noqa: PLC0415 (only a client has failover)
+    from ._host_health import state_path  # noqa: PLC0415 (only a role with a failover reads it)
 
     return _read_json(state_path(plan)) or None
 
@@ -191,7 +191,14 @@ def report(plans, host=None):
     config = settings(plans, host)
     raw = collect(config)
     raw["lists"] = list_states(plans.get("client"))
-    raw["failover"] = failover_state(plans.get("client"))
+    # the client's tunnels and the gateway's providers with a fallback (each role's splitroute health)
+    states = [failover_state(plans.get(role)) for role in ("client", "gateway")]
+    states = [st for st in states if st]
+    raw["failover"] = (
+        {key: {k: v for st in states for k, v in _dict(st.get(key)).items()} for key in ("groups", "exits")}
+        if states
+        else None
+    )
     return _status.status_report(raw, config)
 
 

@@ -203,6 +203,8 @@ def back_servers_file(tunnel):
 def probe_routes(exit_):
     """The host routes a failover exit's probes take (by the exit's mark, in the exit's table): each target
     through the exit's interface, whatever exit the table's default route names."""
+    if exit_.get("netns"):  # a gateway's provider: its probes are sent inside its namespace
+        return []
     return [
         {
             "table": exit_["table"],
@@ -242,10 +244,12 @@ GATEWAY_LEGACY_BOOT_SCRIPT = "/usr/local/sbin/splitroute-gateway-boot"
 
 GATEWAY_UNIT = "splitroute-gateway.service"
 GATEWAY_DNS_UNIT = "splitroute-gateway-dns.service"
+# splitroute health: the failover of the providers that have a fallback
+GATEWAY_HEALTH_UNIT = "splitroute-gateway-health.service"
 OPENVPN_TEMPLATE_UNIT = "splitroute-gateway-openvpn@.service"
 PROVIDER_DNS_TEMPLATE_UNIT = "splitroute-gateway-dns@.service"
 # the unit files the gateway role installs (templates of the same name + .j2)
-GATEWAY_UNIT_FILES = (GATEWAY_UNIT, OPENVPN_TEMPLATE_UNIT, GATEWAY_DNS_UNIT, PROVIDER_DNS_TEMPLATE_UNIT)
+GATEWAY_UNIT_FILES = (GATEWAY_UNIT, OPENVPN_TEMPLATE_UNIT, GATEWAY_DNS_UNIT, PROVIDER_DNS_TEMPLATE_UNIT, GATEWAY_HEALTH_UNIT)
 
 # a provider's veth pair: srgw-NAME on the host, srgw0 in its namespace srgw-NAME
 PROVIDER_PREFIX = "srgw-"
@@ -296,6 +300,18 @@ def provider_dns_conf(provider):
 
 GATEWAY_DNS_CONF = GATEWAY_ETC + "/dnsmasq.conf"
 GATEWAY_OPENVPN_DIR = GATEWAY_ETC + "/openvpn"
+
+# the gateway's failover (a provider with a fallback): splitroute health's state, and the
+# servers-file each such provider's resolver reads (the DNS servers of the provider in use)
+GATEWAY_HEALTH_STATE = RUN + "/gateway-health.json"
+GATEWAY_RUN_DNS_DIR = RUN + "/gateway-dns"
+# OpenVPN's tunnel device in a provider's namespace (tun0, tun1...: netns.nft matches tun*)
+PROVIDER_TUNNEL_PREFIX = "tun"
+
+
+def provider_servers_file(provider):
+    """The servers-file of a provider's resolver when the provider has a fallback."""
+    return "%s/%s-servers.conf" % (GATEWAY_RUN_DNS_DIR, provider)
 
 
 def gateway_wg_dropin(interface):

@@ -944,6 +944,7 @@ def _failover_report(value, problems, notes):
         switches = item.get("switches")
         groups.append({
             "tunnel": name,
+            "kind": "provider" if item.get("kind") == "provider" else "tunnel",
             "exit": exit_,
             "switches": switches if isinstance(switches, int) and not isinstance(switches, bool) else 0,
             "since": item.get("since") if isinstance(item.get("since"), (int, float)) else None,
@@ -951,7 +952,8 @@ def _failover_report(value, problems, notes):
         })  # fmt: skip
         if exit_ is None:
             problems.append(
-                "tunnel %s: no exit is healthy, its traffic is blackholed (%s)" % (name, groups[-1]["reason"])
+                "%s %s: no exit is healthy, its traffic is blackholed (%s)"
+                % (groups[-1]["kind"], name, groups[-1]["reason"])
             )
     for name, item in sorted(_dict_items(value.get("exits"))):
         if not isinstance(item, dict) or not isinstance(name, str):
@@ -1167,6 +1169,8 @@ def report_lines(report):
             state = {"table": prov["table"], "route": prov["route"], "blackhole": prov["blackhole"],
                      "shadowed": prov["shadowed"]}  # fmt: skip
             lines.append("  provider %s: %s, ipv4 %s" % (prov["name"], netns, _route_text(state)))
+        if not client["configured"]:  # (on a host with both, under the client: one list of groups and exits)
+            lines.extend(_failover_lines(report.get("failover") or {"groups": [], "exits": []}, now))
 
     others = [w for w in report["wireguard"] if w["interface"] not in {t["name"] for t in client["tunnels"]}]
     if gateway["configured"]:

@@ -68,7 +68,7 @@ OLD_PROVIDER_UNITS = [
     "splitroute-gateway-dns@provider.service",
     "splitroute-gateway-dns@other.service",
 ]
-OLD_SCOPE = {"priorities": "2000-2199", "tables": ["200", "201"]}
+OLD_SCOPE = {"priorities": "2000-2199", "tables": ["200", "201"], "all_tables": ["200", "201"]}
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ def test_the_lists_are_what_the_role_s_jinja_made(plan):
 
 def test_units_start_in_boot_order_and_stop_in_reverse(plan):
     start = ["splitroute-gateway.service", *OLD_PROVIDER_UNITS, "splitroute-gateway-dns.service"]
-    start.append("wg-quick@wg0.service")
+    start += ["wg-quick@wg0.service", "splitroute-gateway-health.service"]
     assert plan["units"]["start"] == start
     assert plan["units"]["stop"] == start[::-1]
     assert plan["units"]["files"] == list(_names.GATEWAY_UNIT_FILES)

@@ -407,3 +407,67 @@ def test_removing_needs_no_peer_key():
         ("peer2", None, False),
     ]
     assert result["providers"][0]["table"] == 200
+
+
+# ---------------------------------------------------------------- ordered providers (issue 15)
+
+TWO = [
+    dict(PROVIDERS[0], fallback=["second"]),
+    {"name": "second", "server": "198.51.100.30", "port": 1195, "config": "client\n", "dns_upstreams": ["10.8.0.1"]},
+]
+
+
+def test_a_provider_with_a_fallback_is_a_failover_group_in_the_plan_file():
+    """provider falls back to second: splitroute health owns table 200's default route (only the blackhole is
+    the role's), checks both providers inside their namespaces, and gives provider's resolver the upstreams of
+    the provider in use, asked from provider's veth address (routed back to it from second's namespace)."""
+    from ansible_collections.splitroute.vpn.plugins.filter.gateway_plan import gateway_plan_file  # noqa: PLC0415
+
+    out = gateway_plan_file(plan(providers=TWO))
+    fo = out["failover"]
+    assert fo["state"] == "/run/splitroute/gateway-health.json"
+    assert fo["groups"] == [
+        {"tunnel": "provider", "kind": "provider", "order": ["provider", "second"], "table": 200, "fwmark": None,
+         "families": [4], "sticky": False, "dns": ["9.9.9.9"], "dns_source": "10.255.255.1",
+         "servers_file": "/run/splitroute/gateway-dns/provider-servers.conf",
+         "back_unit": "splitroute-gateway-dns@provider.service"}
+    ]  # fmt: skip
+    second = fo["exits"]["second"]
+    assert second["interface"] == "srgw-second" and second["via"] == {"4": "10.255.255.6", "6": None}
+    assert second["netns"] == "srgw-second" and second["tunnel"] == "tun" and second["dns"] == ["10.8.0.1"]
+    assert second["targets"] == ["10.8.0.1"] and second["check"]["handshake_max_age"] == 0
+    assert fo["exits"]["provider"]["targets"] == ["9.9.9.9"]
+    # table 200: the blackhole only; table 201 (no fallback): its route into the namespace as before
+    assert [r for r in out["routes"] if r["table"] == "200"] == [
+        {"table": "200", "dest": "default", "type": "blackhole", "family": "4", "metric": 100}
+    ]
+    assert any(r["table"] == "201" and r.get("via") == "10.255.255.6" for r in out["routes"])
+    assert out["scope"]["tables"] == ["201"] and out["scope"]["all_tables"] == ["200", "201"]
+    assert {"dest": "10.255.255.1/32", "via": "10.255.255.5"} in out["namespaces"][1]["routes"]
+    assert {"dest": "10.255.255.5/32", "via": "10.255.255.1"} not in out["namespaces"][0]["routes"]
+    assert out["units"]["start"][-1] == "splitroute-gateway-health.service"
+    assert out["units"]["stop"][0] == "splitroute-gateway-health.service"
+    assert out["servers_files"] == {"provider": "/run/splitroute/gateway-dns/provider-servers.conf"}
+
+
+@pytest.mark.parametrize(
+    ("providers", "message"),
+    [
+        ([dict(PROVIDERS[0], fallback=["provider"])], "provider provider: fallback names the provider itself"),
+        ([dict(PROVIDERS[0], fallback=["nope"])], "provider provider: fallback names nope, which is not a provider"),
+        ([dict(TWO[0], fallback=["second", "second"]), TWO[1]], "provider provider: fallback names second twice"),
+        ([dict(PROVIDERS[0], fallback="second"), TWO[1]], "splitroute_gateway_providers[0].fallback"),
+        ([dict(PROVIDERS[0], fallback=["Bad Name"]), TWO[1]], "fallback[0]: 'Bad Name' is not a provider name"),
+        ([TWO[0], dict(TWO[1], health={"method": "tcp"})], "providers[1].health.method: 'tcp' is not one of icmp, http"),
+        ([TWO[0], dict(TWO[1], health={"handshake_max_age": 10})], "providers[1].health: unknown keys handshake_max_age"),
+        ([TWO[0], dict(TWO[1], health={"targets": ["10.0.0.1\nserver=6.6.6.6"]})], "providers[1].health.targets[0]"),
+        ([TWO[0], dict(TWO[1], health={"targets": ["2001:db8::1"]})], "2001:db8::1 needs an IPv6 address on the exit"),
+        ([TWO[0], dict(TWO[1], health={"path": "/x\r\nHost: y"})], "providers[1].health.path: an HTTP path"),
+        ([TWO[0], dict(TWO[1], health={"interval": 2, "timeout": 5})], "providers[1].health.timeout: at most"),
+        ([TWO[0], dict(TWO[1], health={"targets": []})], "give at least one address to probe through the provider"),
+    ],
+)
+def test_bad_failover_input_is_one_clear_error(providers, message):
+    with pytest.raises(AnsibleFilterError) as err:
+        plan(providers=providers)
+    assert message in str(err.value)

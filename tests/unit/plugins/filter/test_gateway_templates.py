@@ -75,8 +75,9 @@ CLASSES = [
 ]
 PROVIDERS = [
     {"name": "provider", "server": "198.51.100.30", "port": "1194", "config": "client\n"},
-    {"name": "other", "server": "198.51.100.50", "proto": "tcp", "config": "client\n", "dns_upstreams": ["10.8.0.1"]},
-]
+    {"name": "other", "server": "198.51.100.50", "proto": "tcp", "config": "client\n", "dns_upstreams": ["10.8.0.1"],
+     "fallback": ["provider"], "health": {"method": "http", "targets": ["198.51.100.1", "2001:db8::1"], "path": "/ok"}},
+]  # fmt: skip
 PEERS = [
     {"name": "laptop", "address": "10.4.0.10", "address6": "fd10:4::10", "public_key": KEY1, "preshared_key": PSK},
     {"name": "server.lan", "address": "10.4.0.130/32", "public_key": KEY2},
@@ -250,8 +251,31 @@ def test_the_resolvers_have_one_line_per_upstream_and_record(plan):
         "host-record=vault.raff.local,10.4.0.7",
         "host-record=nas_1.lan,fd10:4::7",
     ]
+    first = render("dnsmasq-provider.conf.j2", plan, item=plan["providers"][0])
+    assert [line for line in first.splitlines() if line.startswith("server=")] == ["server=9.9.9.9@10.255.255.1"]
+    # a provider with a fallback: its upstreams are those of the provider in use (splitroute health)
     other = render("dnsmasq-provider.conf.j2", plan, item=plan["providers"][1])
-    assert [line for line in other.splitlines() if line.startswith("server=")] == ["server=10.8.0.1@10.255.255.5"]
+    assert [line for line in other.splitlines() if line.startswith("server")] == [
+        "servers-file=/run/splitroute/gateway-dns/other-servers.conf"
+    ]
+
+
+def test_a_provider_with_a_fallback_may_leave_by_the_fallback_s_namespace(plan):
+    """other falls back to provider: its classes may go to either veth, provider's namespace forwards them and
+    other's resolver's queries (from other's veth address, to provider's upstreams) into its tunnel."""
+    nft = render("gateway.nft.j2", plan)
+    assert 'iifname "wg0" ip saddr 10.4.0.192/26 oifname { "srgw-other", "srgw-provider" } accept' in nft
+    assert 'iifname "wg0" ip6 saddr fd10:4::2000/116 oifname { "srgw-other", "srgw-provider" } accept' in nft
+    assert 'iifname "wg0" ip saddr 10.4.0.128/26 oifname { "srgw-provider" } accept' in nft
+    ns = render("netns.nft.j2", plan, item=plan["providers"][0])
+    assert 'iifname "srgw0" ip saddr 10.4.0.192/26 oifname "tun*" accept' in ns
+    assert 'iifname "srgw0" ip6 saddr fd10:4::2000/116 oifname "tun*" accept' in ns
+    assert (
+        'iifname "srgw0" ip saddr 10.255.255.5 ip daddr { 9.9.9.9 } meta l4proto { tcp, udp } th dport 53'
+        ' oifname "tun*" accept'
+    ) in ns
+    # and nothing of provider's in other's namespace: provider has no fallback
+    assert "10.4.0.128/26" not in render("netns.nft.j2", plan, item=plan["providers"][1])
 
 
 def test_the_endpoint_is_one_line(plan):
