@@ -113,7 +113,9 @@ _PEER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _DNS_NAME = re.compile(r"^(?=.{1,253}\.?\Z)%s(?:\.%s)*\.?\Z" % (_LABEL, _LABEL))
 _PEER_KEYS = {"name", "public_key", "address", "address6", "preshared_key", "allowed_ips"}
-_PROVIDER_KEYS = {"name", "config", "server", "port", "proto", "username", "password", "dns_upstreams", "fallback", "health"}
+_PROVIDER_KEYS = {
+    "name", "config", "server", "port", "proto", "username", "password", "dns_upstreams", "fallback", "health"
+}  # fmt: skip
 # a provider's health check (_health): all of it but the WireGuard handshake (its tunnel is checked instead)
 _HEALTH_KEYS = (set(_health.CHECK_DEFAULTS) - {"handshake_max_age"}) | {"targets"}
 _CLASS_KEYS = {"range", "range6", "exit"}
@@ -740,7 +742,12 @@ def gateway_plan(peers, classes, providers, settings):
         # the providers that fall back to this one: their classes and their resolver's queries (from their
         # veth address, to this provider's upstreams) may leave by this namespace
         p["guests"] = [
-            {"name": g["name"], "ranges": g["ranges"], "ranges6": g.get("ranges6", []), "host_address": g["host_address"]}
+            {
+                "name": g["name"],
+                "ranges": g["ranges"],
+                "ranges6": g.get("ranges6", []),
+                "host_address": g["host_address"],
+            }
             for g in prov
             if p["name"] in g["fallback"]
         ]

@@ -187,9 +187,12 @@ def host_lists(plan):
             "files": list(_names.GATEWAY_UNIT_FILES),
             "providers": providers,
             # enabled and started in this order (boot order)
-            "start": [_names.GATEWAY_UNIT] + providers + [_names.GATEWAY_DNS_UNIT, wireguard, _names.GATEWAY_HEALTH_UNIT],
+            "start": [_names.GATEWAY_UNIT]
+            + providers
+            + [_names.GATEWAY_DNS_UNIT, wireguard, _names.GATEWAY_HEALTH_UNIT],
             # stopped and disabled on removal, in the reverse of the boot order
-            "stop": [_names.GATEWAY_HEALTH_UNIT, wireguard, _names.GATEWAY_DNS_UNIT] + providers[::-1]
+            "stop": [_names.GATEWAY_HEALTH_UNIT, wireguard, _names.GATEWAY_DNS_UNIT]
+            + providers[::-1]
             + [_names.GATEWAY_UNIT],
             # restarted after a run changed one of these files (unit_states)
             "triggers": _triggers(plan["interface"], names),

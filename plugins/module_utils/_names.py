@@ -249,7 +249,9 @@ GATEWAY_HEALTH_UNIT = "splitroute-gateway-health.service"
 OPENVPN_TEMPLATE_UNIT = "splitroute-gateway-openvpn@.service"
 PROVIDER_DNS_TEMPLATE_UNIT = "splitroute-gateway-dns@.service"
 # the unit files the gateway role installs (templates of the same name + .j2)
-GATEWAY_UNIT_FILES = (GATEWAY_UNIT, OPENVPN_TEMPLATE_UNIT, GATEWAY_DNS_UNIT, PROVIDER_DNS_TEMPLATE_UNIT, GATEWAY_HEALTH_UNIT)
+GATEWAY_UNIT_FILES = (
+    GATEWAY_UNIT, OPENVPN_TEMPLATE_UNIT, GATEWAY_DNS_UNIT, PROVIDER_DNS_TEMPLATE_UNIT, GATEWAY_HEALTH_UNIT
+)  # fmt: skip
 
 # a provider's veth pair: srgw-NAME on the host, srgw0 in its namespace srgw-NAME
 PROVIDER_PREFIX = "srgw-"

@@ -11,6 +11,7 @@ alone otherwise) brings it up.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import uuid
@@ -82,6 +83,16 @@ def wait_for(lab, host, target, expected, tries=40, family=4):
 
 
 TARGETS = [("www.example.net", 4), ("198.51.100.212", 4), ("www.example.net", 6), ("2001:db8:100::12", 6)]
+# provider falls back to second (converge.yml): the VPN class fails closed only with both down
+OPENVPN = ["splitroute-gateway-openvpn@provider.service", "splitroute-gateway-openvpn@second.service"]
+
+
+def providers_down(gateway):
+    gateway.check_output("systemctl stop %s" % " ".join(OPENVPN))
+
+
+def providers_up(gateway):
+    gateway.check_output("systemctl start %s" % " ".join(OPENVPN))
 
 
 @pytest.mark.parametrize(("name", "family"), TARGETS)
@@ -137,7 +148,7 @@ def test_dns_for_the_vpn_class_leaves_through_the_provider(lab, exits):
 
 def test_vpn_class_dns_fails_closed_and_the_direct_class_still_resolves(lab):
     gateway = lab.host(GATEWAY)
-    gateway.check_output("systemctl stop splitroute-gateway-openvpn@provider.service")
+    providers_down(gateway)
     try:
         vpn_name, direct_name = fresh_name(), fresh_name("example.net")
         uplink = []
@@ -151,7 +162,7 @@ def test_vpn_class_dns_fails_closed_and_the_direct_class_still_resolves(lab):
         assert not [p for p in on_uplink if vpn_name in p.info or "example.com" in p.info], on_uplink
         assert any(direct_name in p.info for p in on_uplink), on_uplink
     finally:
-        gateway.check_output("systemctl start splitroute-gateway-openvpn@provider.service")
+        providers_up(gateway)
     for _attempt in range(40):
         if dig(lab, VPN_PEER[0], "deep.sub.example.com") == ("NOERROR", ["198.51.100.212"]):
             break
@@ -161,7 +172,7 @@ def test_vpn_class_dns_fails_closed_and_the_direct_class_still_resolves(lab):
 
 def test_vpn_class_fails_closed_when_openvpn_stops(lab, exits):
     gateway = lab.host(GATEWAY)
-    gateway.check_output("systemctl stop splitroute-gateway-openvpn@provider.service")
+    providers_down(gateway)
     try:
         packets = []
         with lab.capture(GATEWAY, "wan", packets):
@@ -177,14 +188,14 @@ def test_vpn_class_fails_closed_when_openvpn_stops(lab, exits):
         assert any(p.dst == "198.51.100.211" for p in parsed), "the control request did not cross the uplink"
         assert any(p.dst == "2001:db8:100::11" for p in parsed), "the IPv6 control request did not cross the uplink"
     finally:
-        gateway.check_output("systemctl start splitroute-gateway-openvpn@provider.service")
+        providers_up(gateway)
     assert wait_for(lab, VPN_PEER[0], "198.51.100.213", exits["vpn"]["ipv4"])
     assert wait_for(lab, VPN_PEER[0], "2001:db8:100::13", exits["vpn"]["ipv6"], family=6)
 
 
 def test_vpn_class_fails_closed_when_the_namespace_is_gone(lab, exits):
     gateway = lab.host(GATEWAY)
-    gateway.check_output("systemctl stop splitroute-gateway-openvpn@provider.service")
+    providers_down(gateway)
     gateway.check_output("ip netns delete srgw-provider")
     try:
         packets = []
@@ -198,8 +209,59 @@ def test_vpn_class_fails_closed_when_the_namespace_is_gone(lab, exits):
     finally:
         # the boot unit rebuilds the namespace, as at boot; OpenVPN follows it
         gateway.check_output("systemctl restart splitroute-gateway.service")
-        gateway.check_output("systemctl start splitroute-gateway-openvpn@provider.service")
+        providers_up(gateway)
     assert wait_for(lab, VPN_PEER[0], "198.51.100.213", exits["vpn"]["ipv4"])
+
+
+def by_label(lab, label):
+    hostvars = lab.hostvars["provider"]
+    return next(e for e in [hostvars["lab_exit"], *hostvars["lab_exits"]] if e["label"] == label)
+
+
+def test_the_vpn_class_moves_to_the_second_provider_and_back_with_its_dns_never_by_the_uplink(lab, exits):
+    """provider's OpenVPN client stops: within the bound (20 s; 3 failed checks of 2 s) the VPN class leaves by
+    second (the echo service sees second's egress, IPv4 and IPv6) and its DNS is asked through second; nothing of
+    it crosses the gateway's uplink but the tunnels' own packets. provider back: after 3 good checks it is home."""
+    gateway = lab.host(GATEWAY)
+    second = by_label(lab, "provider-2")
+    server = lab.hostvars["provider"]["lab_nics"][0]["ipv4"]
+    target, target6 = "198.51.100.213", "2001:db8:100::13"
+    uplink, at_provider = [], []
+    name = fresh_name()
+    with lab.capture(GATEWAY, "wan", uplink), lab.capture("provider", "wan", at_provider):
+        gateway.check_output("systemctl stop splitroute-gateway-openvpn@provider.service")
+        try:
+            start = time.monotonic()
+            moved = wait_for(lab, VPN_PEER[0], target, second["ipv4"], tries=60)
+            elapsed = time.monotonic() - start
+            assert moved, gateway.run("journalctl -u splitroute-gateway-health.service -n 20 --no-pager").stdout
+            assert elapsed < 20, elapsed
+            assert echo(lab, VPN_PEER[0], target6, family=6) == second["ipv6"]
+            assert dig(lab, VPN_PEER[0], name)[0] == "NXDOMAIN"
+            status = gateway.check_output("splitroute status")
+            assert "failover provider: by second" in status, status
+            metrics = gateway.check_output("splitroute metrics")
+            assert re.search(r'splitroute_failover_exit\{[^}]*tunnel="provider",exit="second"\} 1', metrics), metrics
+            assert re.search(r'splitroute_exit_healthy\{[^}]*exit="provider"\} 0', metrics), metrics
+        finally:
+            gateway.check_output("systemctl start splitroute-gateway-openvpn@provider.service")
+        assert wait_for(lab, VPN_PEER[0], target, exits["vpn"]["ipv4"], tries=60)
+    # the VPN class's request and query left by second's egress; the uplink carried only the tunnels
+    asked = dns_names(at_provider)
+    assert any(name in p.info and p.src == second["ipv4"] for p in asked), asked
+    parsed = parse_packets(uplink)
+    leaked = [p for p in parsed if p.dst in (target, target6, DNS_SERVER) or p.src in (VPN_PEER[1], VPN_PEER6)]
+    assert not leaked, leaked
+    assert any(p.dst == server and p.dport == lab.hostvars["provider"]["lab_openvpn"]["more"][0]["port"]
+               for p in parsed)  # fmt: skip
+    journal = gateway.check_output("journalctl -u splitroute-gateway-health.service --no-pager -o cat")
+    assert "provider provider: provider -> second (provider is down: namespace srgw-provider: no tun* interface" in (
+        journal
+    ), journal
+    assert "provider provider: second -> provider (provider is healthy again)" in journal, journal
+    timing = ROOT / ".cache" / "molecule-gateway-failover.txt"
+    timing.write_text("gateway failover: the VPN class by the second provider %.1f s after the first stopped\n"
+                      % elapsed)  # fmt: skip
 
 
 def test_check_mode_on_the_converged_host_reports_no_change():
@@ -335,20 +397,11 @@ TWO_PROVIDERS = {
         {"range": "10.4.0.128/26", "range6": "fd10:4::1000/117", "exit": "provider"},
         {"range": "10.4.0.192/26", "range6": "fd10:4::1800/117", "exit": "provider2"},
     ],
-    "splitroute_gateway_providers": [
-        {
-            "name": "provider",
-            "server": "{{ hostvars['provider'].lab_nics[0].ipv4 }}",
-            "port": "{{ hostvars['provider'].lab_openvpn.port }}",
-            "config": "{{ gateway_profile.content | b64decode }}",
-        },
-        {
-            "name": "provider2",
-            "server": "198.51.100.250",
-            "port": 1194,
-            "config": "{{ gateway_profile.content | b64decode }}",
-        },
-    ],
+    # the converge's two (provider falls back to second) and a third
+    "splitroute_gateway_providers": (
+        "{{ gateway_lab_providers + [{'name': 'provider2', 'server': '198.51.100.250', 'port': 1194,"
+        " 'config': gateway_profile.content | b64decode}] }}"
+    ),
 }
 
 
@@ -433,8 +486,8 @@ def test_local_networks_and_a_second_provider_come_and_go(lab, exits):
     ):
         assert not gateway.file(path).exists, path
     assert [p["name"] for p in json.loads(gateway.check_output("cat /etc/splitroute/gateway.json"))["providers"]] == [
-        "provider"
-    ]
+        "provider", "second"
+    ]  # fmt: skip
     assert "srgw-provider" in gateway.check_output("ip netns list")
     assert echo(lab, VPN_PEER[0], "198.51.100.213") == exits["vpn"]["ipv4"]
 

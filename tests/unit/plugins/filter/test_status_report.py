@@ -730,7 +730,8 @@ def test_the_failover_state_shows_the_exit_in_use_the_health_of_each_exit_and_th
     }
     report = status_report(raw, {"host": "laptop-1"})
     assert report["failover"]["groups"][0] == {
-        "tunnel": "wg0", "kind": "tunnel", "exit": "wg1", "switches": 2, "since": now - 30, "reason": "wg0 is down: icmp 10.99.0.1: lost",
+        "tunnel": "wg0", "kind": "tunnel", "exit": "wg1", "switches": 2, "since": now - 30,
+        "reason": "wg0 is down: icmp 10.99.0.1: lost",
     }  # fmt: skip
     assert report["problems"] == ["tunnel wg2: no exit is healthy, its traffic is blackholed (wg2: lost)"]
     lines = report["lines"]

@@ -395,7 +395,9 @@ def test_the_programs_command_runs_its_rounds_and_writes_its_state(tmp_path, mon
     plan = host_plan([dict(t, fallback=[]) for t in tunnels()])
     monkeypatch.setenv("SPLITROUTE_HEALTH_STATE", str(tmp_path / "state.json"))
     assert _host_health.run(plan, logged.append, rounds=1) == 0
-    assert logged == ["splitroute health: no tunnel or provider has a fallback, no endpoint is given as a name: nothing to watch"]
+    assert logged == [
+        "splitroute health: no tunnel or provider has a fallback, no endpoint is given as a name: nothing to watch"
+    ]
     assert not (tmp_path / "state.json").exists()
     script = textwrap.dedent(
         """
