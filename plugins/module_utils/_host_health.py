@@ -110,30 +110,44 @@ def table_exit(table, family):
     return None
 
 
-def route_exit(group, exit_name, exits, log):
-    """The group's table's default route by EXIT_NAME, per family the group carries (the route goes where
-    the exit has no address of that family, or EXIT_NAME is None): the commands run."""
-    done = []
-    for family in group["families"]:
-        want = exit_name if exit_name and family in exits[exit_name]["families"] else None
-        have = table_exit(group["table"], family)
-        if have == want:
-            continue
-        if want is None:
-            argv = ["ip", "-%d" % family, "route", "del", "default", "table", str(group["table"])]
-            argv += ["metric", str(_names.EXIT_METRIC)]
-        else:
-            argv = ["ip", "-%d" % family, "route", "replace", "default"]
-            via = (exits[want].get("via") or {}).get(str(family))
-            argv += (["via", via] if via else []) + ["dev", exits[want]["interface"]]
-            argv += ["table", str(group["table"]), "metric", str(_names.EXIT_METRIC)]
-        proc = _run(*argv)
-        if proc.returncode != 0 and want is not None:
-            # (its interface just went): the blackhole carries the family until the next round
-            log("splitroute health: %s: %s" % (" ".join(argv), proc.stderr.strip()))
-            continue
-        done.append(" ".join(argv))
-    return done
+def want_routes(plan, chosen, links):
+    """The routes this program owns, for CHOSEN (group -> exit name, None: none): each group table's default
+    route by its exit (per family the exit carries; metric EXIT_METRIC, with the exit's next hop on a gateway)
+    and the blackhole behind it, and every exit's probe routes. Routes through an interface not in LINKS (an
+    exit that just went) are left out: the blackhole carries that family until the interface is back."""
+    fo = failover(plan)
+    exits = fo["exits"]
+    out = []
+    for group in fo["groups"]:
+        name = chosen.get(group["tunnel"])
+        for family in group["families"]:
+            exit_ = exits.get(name) if name else None
+            if exit_ and family in exit_["families"] and exit_["interface"] in links:
+                route = {"table": str(group["table"]), "dest": "default", "dev": exit_["interface"],
+                         "family": str(family), "metric": _names.EXIT_METRIC}  # fmt: skip
+                via = (exit_.get("via") or {}).get(str(family))
+                if via:
+                    route["via"] = via
+                out.append(route)
+            out.append({"table": str(group["table"]), "dest": "default", "type": "blackhole", "family": str(family),
+                        "metric": _names.BLACKHOLE_METRIC})  # fmt: skip
+    for exit_ in exits.values():
+        out.extend(dict(r, table=str(r["table"])) for r in _names.probe_routes(exit_) if r["dev"] in links)
+    return out
+
+
+def apply_routes(plan, chosen, log):
+    """WANT_ROUTES in place with policy_rule's code (state replaced: in each route's slot, family, table and
+    destination, what is not wanted goes; a default route that changes exit is replaced in one request, so the
+    table never lacks both it and its blackhole). Reads the tables and changes only what differs: the commands."""
+    from ansible_collections.splitroute.vpn.plugins.module_utils._policy_rule import (  # noqa: PLC0415 (pyroute2)
+        PolicyRouting,
+    )
+
+    links = {name for _index, name in socket.if_nameindex()}
+    params = {"rules": [], "routes": want_routes(plan, chosen, links), "scope": None, "table_names": None,
+              "state": "replaced", "netns": None}  # fmt: skip
+    return PolicyRouting(_host.Backend(params, log)).run()["commands"]
 
 
 def flush_conntrack(mark):
@@ -154,10 +168,9 @@ def signal_back(unit):
 
 
 def switch(plan, group, old, new, reason, log, conntrack=flush_conntrack, hup=signal_back, first=False):
-    """GROUP's traffic by exit NEW (None: the blackhole), from OLD; the route is put back when it went
-    (its interface went and came back) even when the exit stays. Returns whether the exit changed."""
-    exits = failover(plan)["exits"]
-    route_exit(group, new, exits, log)
+    """What follows GROUP's move from exit OLD to NEW (None: the blackhole), its route already in place
+    (apply_routes): its resolver's servers (written again when they differ, even when the exit stays),
+    its connections, the log line. Returns whether the exit changed."""
     if group.get("servers_file") and write_servers(plan, group, new):
         hup(group["back_unit"])
     if new == old:
@@ -200,43 +213,43 @@ def _exit_by_dev(group, exits):
     return next((n for n in group["order"] if dev is not None and exits[n]["interface"] == dev), None)
 
 
-def probe_routes(exit_):
-    """The exit's probe routes in place (an interface that went and came back took them along): the
-    commands that failed, for an interface that is not there (its check fails anyway)."""
-    failed = []
-    for route in _names.probe_routes(exit_):
-        argv = ["ip", "-%s" % route["family"], "route", "replace", route["dest"], "dev", route["dev"]]
-        argv += ["table", str(route["table"]), "metric", str(route["metric"])]
-        if _run(*argv).returncode != 0:
-            failed.append(" ".join(argv))
-    return failed
-
-
 def round_(plan, state, log, checker=None, now=None, **kw):
-    """One round: check every exit, then every group (STATE: as written to the state file, updated)."""
+    """One round: the routes in place for the exits in use (the probe routes first of all: an interface that
+    went and came back took them along), every exit checked, then every group's choice, its route changed at
+    once for all groups that move (STATE: as written to the state file, updated)."""
     fo = failover(plan)
     now = time.time() if now is None else now
     exits_state = state.setdefault("exits", {})
     groups_state = state.setdefault("groups", {})
+    first = set()
+    for group in fo["groups"]:
+        if group["tunnel"] not in groups_state:
+            # what the table says (a restarted program, or a sticky exit, keeps the exit in use)
+            groups_state[group["tunnel"]] = {"exit": _exit_by_dev(group, fo["exits"]), "switches": 0, "since": now,
+                                             "reason": "started", "kind": group.get("kind", "tunnel")}  # fmt: skip
+            first.add(group["tunnel"])
+    current = {g["tunnel"]: groups_state[g["tunnel"]]["exit"] for g in fo["groups"]}
+    apply_routes(plan, current, log)
     for name, exit_ in sorted(fo["exits"].items()):
-        probe_routes(exit_)
         ok, rtt, reason = (checker or _health.check)(exit_)
         settings = exit_["check"]
         exits_state[name] = _health.step(exits_state.get(name), ok, settings["fall"], settings["rise"], rtt, reason)
     healthy = {name: s.get("healthy") for name, s in exits_state.items()}
+    moves = []
     for group in fo["groups"]:
-        gstate = groups_state.get(group["tunnel"])
-        first = gstate is None
-        if first:
-            # what the table says (a restarted program, or a sticky exit, keeps the exit in use)
-            gstate = {"exit": _exit_by_dev(group, fo["exits"]), "switches": 0, "since": now, "reason": "started",
-                      "kind": group.get("kind", "tunnel")}  # fmt: skip
-            groups_state[group["tunnel"]] = gstate
+        gstate = groups_state[group["tunnel"]]
         old = gstate["exit"] if gstate.get("exit") in group["order"] else None
         new = _health.choose(group["order"], healthy, old, group["sticky"])
         reason = _reason({n: exits_state[n] for n in group["order"] if n in exits_state}, old, new)
-        if switch(plan, group, old, new, reason, log, first=first, **kw):
-            if not first:
+        moves.append((group, old, new, reason))
+    chosen = {group["tunnel"]: new for group, _old, new, _reason in moves}
+    if chosen != current:
+        apply_routes(plan, chosen, log)
+    for group, old, new, reason in moves:
+        is_first = group["tunnel"] in first
+        if switch(plan, group, old, new, reason, log, first=is_first, **kw):
+            gstate = groups_state[group["tunnel"]]
+            if not is_first:
                 gstate["switches"] += 1
             gstate.update(exit=new, since=now, reason=reason)
     state["updated"] = now
