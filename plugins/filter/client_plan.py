@@ -871,8 +871,9 @@ def lists_tick(tunnels):
 
 def client_failover(tunnels):
     """The plan's `failover` (_host_health): the groups (a tunnel with a fallback: its exits in order, its
-    table, mark and families, its back resolver and the servers-file `splitroute health` writes for it) and the
-    exits they name (interface, probe mark, families, DNS servers, probe targets and check settings)."""
+    table, mark and families, its back resolver and the servers-file `splitroute health` writes for it), the
+    exits they name (interface, probe mark, families, DNS servers, probe targets and check settings) and the
+    units the program starts after."""
     by_name = {t["name"]: t for t in tunnels}
     groups, exits = [], {}
     for t in tunnels:
@@ -904,7 +905,9 @@ def client_failover(tunnels):
                 "targets": e["health"]["targets"],
                 "check": {k: v for k, v in e["health"].items() if k != "targets"},
             }
-    return {"state": _names.CLIENT_HEALTH_STATE, "groups": groups, "exits": exits}
+    # splitroute health starts after what it checks and signals
+    after = [_names.back_unit(t["name"]) for t in tunnels if t["dns"]] + [_names.wg_unit(t["name"]) for t in tunnels]
+    return {"state": _names.CLIENT_HEALTH_STATE, "groups": groups, "exits": exits, "after": after}
 
 
 def client_host_plan(tunnels, settings, resolved=False):
@@ -917,10 +920,6 @@ def client_host_plan(tunnels, settings, resolved=False):
     rules, routes, boot_routes, back_groups = [], [], [], {}
     failover = client_failover(tunnels)
     groups = {g["tunnel"] for g in failover["groups"]}
-    # splitroute health starts after what it checks and signals
-    failover["after"] = [_names.back_unit(t["name"]) for t in tunnels if t["dns"]] + [
-        _names.wg_unit(t["name"]) for t in tunnels
-    ]
     for t in tunnels:
         rules.append({"priority": t["priority"], "fwmark": str(t["fwmark"]), "table": str(t["table"])})
         for family, have in (("4", t["has_v4"]), ("6", t["has_v6"])):

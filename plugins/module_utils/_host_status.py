@@ -172,7 +172,7 @@ def list_states(plan):
 
 def failover_state(plan):
     """What splitroute health last wrote (_host_health), or None (no plan, or nothing with a fallback)."""
-    if not isinstance(plan, dict) or not _dict(plan.get("failover")).get("groups"):
+    if not isinstance(plan, dict) or not isinstance(plan.get("failover"), dict):
         return None
     from ._host_health import state_path  # noqa: PLC0415 (only a role with a failover reads it)
 
@@ -195,7 +195,10 @@ def report(plans, host=None):
     states = [failover_state(plans.get(role)) for role in ("client", "gateway")]
     states = [st for st in states if st]
     raw["failover"] = (
-        {key: {k: v for st in states for k, v in _dict(st.get(key)).items()} for key in ("groups", "exits")}
+        {
+            key: {k: v for st in states for k, v in _dict(st.get(key)).items()}
+            for key in ("groups", "exits", "endpoints")
+        }
         if states
         else None
     )

@@ -969,7 +969,24 @@ def _failover_report(value, problems, notes):
             "failures": failures if isinstance(failures, int) and not isinstance(failures, bool) else 0,
             "reason": item.get("reason") if isinstance(item.get("reason"), str) else "",
         })  # fmt: skip
-    return {"groups": groups, "exits": exits}
+    endpoints = []
+    for name, item in sorted(_dict_items(value.get("endpoints"))):
+        if not isinstance(item, dict) or not isinstance(name, str) or not isinstance(item.get("host"), str):
+            notes.add("failover", "the failover state", "endpoint %s" % _show(name), "not an endpoint's state")
+            continue
+        changes = item.get("changes")
+        looked_up = item.get("looked_up")
+        endpoints.append({
+            "tunnel": name,
+            "host": item["host"],
+            "current": item.get("current") if isinstance(item.get("current"), str) else None,
+            "looked_up": looked_up if isinstance(looked_up, (int, float)) and not isinstance(looked_up, bool) else None,
+            "changes": changes if isinstance(changes, int) and not isinstance(changes, bool) else 0,
+            "error": item.get("error") if isinstance(item.get("error"), str) else None,
+        })  # fmt: skip
+        if endpoints[-1]["error"]:
+            problems.append("tunnel %s: its endpoint name: %s" % (name, endpoints[-1]["error"]))
+    return {"groups": groups, "exits": exits, "endpoints": endpoints}
 
 
 def _dict_items(value):
@@ -992,6 +1009,17 @@ def _failover_lines(failover, now):
         rtt = ", probe %d ms" % exit_["rtt_ms"] if exit_["rtt_ms"] is not None else ""
         reason = "" if exit_["healthy"] else ", last check: %s" % _printable(exit_["reason"])
         lines.append("  exit %s: %s%s, %d failed checks%s" % (exit_["name"], state, rtt, exit_["failures"], reason))
+    for entry in failover.get("endpoints", []):
+        looked = (
+            _age(max(now - int(entry["looked_up"]), 0)) if entry["looked_up"] else "not yet (its handshake is fresh)"
+        )
+        lines.append(
+            "  endpoint of %s: %s at %s, looked up again %s, %d change%s%s"
+            % (
+                entry["tunnel"], entry["host"], entry["current"] or "(none)", looked, entry["changes"],
+                "" if entry["changes"] == 1 else "s", ", last error: %s" % entry["error"] if entry["error"] else "",
+            )
+        )  # fmt: skip
     return lines
 
 
@@ -1242,6 +1270,12 @@ _METRICS = (
     ("splitroute_exit_healthy", "gauge", "1 when the exit passed its health check (splitroute health's hysteresis)."),
     ("splitroute_exit_probe_rtt_milliseconds", "gauge", "Round-trip time of the exit's last good probe."),
     ("splitroute_exit_check_failures", "gauge", "Failed health checks of the exit since splitroute health started."),
+    (
+        "splitroute_endpoint_changes_total",
+        "counter",
+        "Times a tunnel's endpoint name was found at a new address and the peer moved there.",
+    ),
+    ("splitroute_endpoint_resolves", "gauge", "0 when the last lookup of the tunnel's endpoint name found nothing."),
 )
 
 
@@ -1352,6 +1386,9 @@ def render_metrics(report):
         if exit_["rtt_ms"] is not None:
             add("splitroute_exit_probe_rtt_milliseconds", exit_["rtt_ms"], exit=exit_["name"])
         add("splitroute_exit_check_failures", exit_["failures"], exit=exit_["name"])
+    for entry in failover.get("endpoints", []):
+        add("splitroute_endpoint_changes_total", entry["changes"], tunnel=entry["tunnel"], name=entry["host"])
+        add("splitroute_endpoint_resolves", entry["error"] is None, tunnel=entry["tunnel"], name=entry["host"])
     for entry in report.get("lists", []):
         labels = {"tunnel": entry["tunnel"], "source": entry["source"]}
         add("splitroute_list_ok", entry["ok"], **labels)

@@ -727,13 +727,28 @@ def test_the_failover_state_shows_the_exit_in_use_the_health_of_each_exit_and_th
             "wg1": {"healthy": True, "failures": 0, "rtt": 0.0123, "reason": "ok"},
             "wg\n9": "not a state",
         },
-    }
+        "endpoints": {
+            "wg0": {"host": "vpn.example.net", "current": "198.51.100.21", "looked_up": now - 40, "changes": 1,
+                    "error": None},
+            "wg3": {"host": "gone.example.net", "current": None, "looked_up": now - 10, "changes": 0,
+                    "error": "gone.example.net does not resolve"},
+            "wg4": {"no": "host"},
+        },
+    }  # fmt: skip
     report = status_report(raw, {"host": "laptop-1"})
     assert report["failover"]["groups"][0] == {
         "tunnel": "wg0", "kind": "tunnel", "exit": "wg1", "switches": 2, "since": now - 30,
         "reason": "wg0 is down: icmp 10.99.0.1: lost",
     }  # fmt: skip
-    assert report["problems"] == ["tunnel wg2: no exit is healthy, its traffic is blackholed (wg2: lost)"]
+    assert report["problems"] == [
+        "tunnel wg2: no exit is healthy, its traffic is blackholed (wg2: lost)",
+        "tunnel wg3: its endpoint name: gone.example.net does not resolve",
+    ]
+    assert "  endpoint of wg0: vpn.example.net at 198.51.100.21, looked up again 40 s ago, 1 change" in report["lines"]
+    assert (
+        "  endpoint of wg3: gone.example.net at (none), looked up again 10 s ago, 0 changes,"
+        " last error: gone.example.net does not resolve"
+    ) in report["lines"]
     lines = report["lines"]
     assert "  failover wg0: by wg1 since 30 s ago, 2 switches (wg0 is down: icmp 10.99.0.1: lost)" in lines
     assert "  failover wg2: by its BLACKHOLE (no exit is healthy) since 5 s ago, 1 switch (wg2: lost)" in lines
@@ -749,3 +764,6 @@ def test_the_failover_state_shows_the_exit_in_use_the_health_of_each_exit_and_th
     assert metric(samples, "splitroute_exit_probe_rtt_milliseconds", exit="wg1") == 12
     assert metric(samples, "splitroute_exit_check_failures", exit="wg0") == 7
     assert "splitroute_exit_probe_rtt_milliseconds" not in {n for n, lab in samples if ("exit", "wg0") in lab}
+    assert metric(samples, "splitroute_endpoint_changes_total", tunnel="wg0", name="vpn.example.net") == 1
+    assert metric(samples, "splitroute_endpoint_resolves", tunnel="wg0", name="vpn.example.net") == 1
+    assert metric(samples, "splitroute_endpoint_resolves", tunnel="wg3", name="gone.example.net") == 0
