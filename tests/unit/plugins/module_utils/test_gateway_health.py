@@ -242,3 +242,44 @@ def test_a_probe_inside_a_namespace_leaves_by_that_namespace_only(gateway):
     assert _health.check(dict(exits[a["name"]], netns="srgw-none-" + uuid.uuid4().hex[:4]))[2].endswith(
         "No such file or directory"
     )
+
+
+def test_the_host_program_runs_its_rounds_writes_its_state_and_stops_at_once_on_sigterm(gateway):
+    """`splitroute --role gateway health` as its unit runs it: the plan from the plan directory, the state in
+    the file `splitroute status` reads, the route in place after the first round; SIGTERM between two rounds
+    ends it at once (the unit's stop, a restart after a run of the role)."""
+    gw = gateway
+    a = gw["plan"]["providers"][0]
+    (gw["dir"] / "gateway.json").write_text((gw["dir"] / "plan.json").read_text())
+    state = gw["dir"] / "health.json"
+    env = {"PYTHONPATH": os.environ.get("PYTHONPATH", ""), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+           "SPLITROUTE_HEALTH_STATE": str(state)}  # fmt: skip
+    main = (
+        "import sys\nfrom ansible_collections.splitroute.vpn.plugins.module_utils import _host\nsys.exit(_host.main())"
+    )
+    argv = ["ip", "netns", "exec", gw["ns"]["gw"], sys.executable, "-c", main, "--plan-dir", str(gw["dir"]),
+            "--role", "gateway", "health"]  # fmt: skip
+    proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        for _attempt in range(50):
+            if state.exists():
+                break
+            time.sleep(0.1)
+        written = json.loads(state.read_text())
+        assert written["groups"][a["name"]]["exit"] == a["name"]
+        assert written["exits"][a["name"]]["healthy"] is True
+        assert default_route(gw) == "default via %s dev %s metric 10" % (a["ns_address"], a["host_veth"])
+        time.sleep(0.5)  # between two rounds (2 s apart)
+        proc.terminate()
+        start = time.monotonic()
+        assert proc.wait(timeout=5) == 0
+        assert time.monotonic() - start < 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = proc.stderr.read()
+    names = sorted([a["name"], gw["plan"]["providers"][1]["name"]])
+    assert "splitroute health: watching %s (exits %s; endpoints by name: none), every 2s" % (
+        a["name"], ", ".join(names)) in log  # fmt: skip
+    assert "splitroute health: provider %s: starting: blackhole -> %s" % (a["name"], a["name"]) in log

@@ -389,8 +389,9 @@ def test_an_http_probe_goes_by_the_mark_of_its_exit_only(lab):
         server.wait()
 
 
-def test_the_programs_command_runs_its_rounds_and_writes_its_state(tmp_path, monkeypatch):
-    """With no tunnel that has a fallback, it says so and stops at once (the unit stays active, idle)."""
+def test_with_nothing_to_watch_the_program_says_so_and_stops(tmp_path, monkeypatch):
+    """With no tunnel that has a fallback, it says so and stops at once (the unit stays active, idle). (Its
+    rounds, state file and SIGTERM: test_gateway_health.py runs the program itself.)"""
     logged = []
     plan = host_plan([dict(t, fallback=[]) for t in tunnels()])
     monkeypatch.setenv("SPLITROUTE_HEALTH_STATE", str(tmp_path / "state.json"))
