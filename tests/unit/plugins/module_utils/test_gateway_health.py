@@ -120,7 +120,8 @@ def gateway(tmp_path):
             ip("-n", prov["netns"], "link", "set", prov["ns_veth"], "up")
             for route in space["routes"]:
                 ip("-n", prov["netns"], "route", "add", route["dest"], "via", route["via"])
-            subprocess.run(["ip", "netns", "exec", prov["netns"], "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True)
+            forward = "open('/proc/sys/net/ipv4/ip_forward', 'w').write('1')"
+            subprocess.run(["ip", "netns", "exec", prov["netns"], sys.executable, "-c", forward], check=True)
             masquerade = "table ip t {\n chain p {\n  type nat hook postrouting priority srcnat\n"
             masquerade += '  oifname "tun*" masquerade\n }\n}\n'
             subprocess.run(["ip", "netns", "exec", prov["netns"], "nft", "-f", "-"], input=masquerade, text=True,
