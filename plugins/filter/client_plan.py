@@ -75,7 +75,7 @@ import re
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.datatag import native_type_name
 
-from ansible_collections.splitroute.vpn.plugins.module_utils import _health, _lists, _names, _releases
+from ansible_collections.splitroute.vpn.plugins.module_utils import _bypass, _health, _lists, _names, _releases
 from ansible_collections.splitroute.vpn.plugins.module_utils._dnsmasq import (
     InputError,
     compile_config,
@@ -135,6 +135,7 @@ _DEFAULTS = {
     "dns_redirect": True,
     "tailscale": False,
     "preresolve_rate": 50,
+    "dns_bypass": {},
 }
 # absent.yml clears the first 10 tables after table_base (tunnels removed from inventory) and, in both states,
 # the rules at priority_base .. priority_base + 99.
@@ -274,6 +275,9 @@ def _settings(settings, errors):
         if addr is not None:
             upstream.append(str(addr))
     out["upstream_dns"] = upstream
+    bypass, found = _bypass.settings(get("dns_bypass"), var("dns_bypass"))
+    errors.extend(found)
+    out["dns_bypass"] = bypass
     return out
 
 
@@ -987,6 +991,11 @@ def client_host_plan(tunnels, settings, resolved=False):
             ),
         },
         "dns": client_dns(tunnels, settings, resolved),
+        # DoT, DoH, canaries, HTTPS records, QUIC (_bypass): DoT may still reach the configured DNS servers
+        "bypass": _bypass.plan(
+            settings.get("dns_bypass") or _bypass.settings(None, "")[0],
+            list(settings["upstream_dns"]) + [str(a) for t in tunnels for a in t["dns"]],
+        ),
         # the front resolver's groups with the domains of inventory and controller files; `splitroute apply`
         # adds the sources' domains and writes the servers-file
         "front_groups": front_groups,

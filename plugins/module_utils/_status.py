@@ -348,7 +348,8 @@ def parse_nft_table(raw, key, name, errors, notes=None):
     """`nft -j list table inet NAME`: presence, sets with element counts, chains, and marks set per set."""
     notes = notes if notes is not None else _Notes()
     what = _COMMANDS[key] % name
-    table = {"family": "inet", "name": name, "present": False, "sets": [], "chains": [], "marks": {}, "all_marks": []}
+    table = {"family": "inet", "name": name, "present": False, "sets": [], "chains": [], "marks": {}, "all_marks": [],
+             "counters": {}}  # fmt: skip
     # nft's answer for a table that does not exist (not Ansible's for a program that does not)
     stdout = _stdout(raw, key, what, errors, notes, absent="Error: No such file or directory")
     if stdout == "absent":
@@ -382,6 +383,11 @@ def parse_nft_table(raw, key, name, errors, notes=None):
                     "elements": len(_get(nft_set, "elem", _list, default=[], prefix="set.")),
                 }
                 table["sets"].append(entry)
+            elif "counter" in item:
+                counter = _get(item, "counter", _object)
+                table["counters"][_get(counter, "name", _name, required=True, prefix="counter.")] = _get(
+                    counter, "packets", _number, default=0, prefix="counter."
+                )
             elif "chain" in item:
                 table["chains"].append(_get(_get(item, "chain", _object), "name", _name, required=True,
                                             prefix="chain."))  # fmt: skip
@@ -723,6 +729,8 @@ def _client(settings, nft, rules, routes, links, wireguard, problems):
         "nft_table": {k: nft[k] for k in ("family", "name", "present", "chains")},
         "sets": nft["sets"],
         "marks": nft["all_marks"],
+        # what each DNS bypass block rejected (splitroute_client_dns_bypass; packets, 0 when the part is off)
+        "bypass": {k[7:]: v for k, v in sorted(nft.get("counters", {}).items()) if k.startswith("bypass_")},
         "priorities": "%d-%d" % window,
         "rules": [r["text"] for r in ours],
         "rule_entries": ours,
@@ -1148,6 +1156,10 @@ def report_lines(report):
         for entry in report.get("lists", []):
             lines.append(_list_text(entry, now))
         lines.extend(_failover_lines(report.get("failover") or {"groups": [], "exits": []}, now))
+        if any(client.get("bypass", {}).values()):
+            lines.append(
+                "  dns bypass rejected: %s (packets)" % ", ".join("%s %d" % kv for kv in client["bypass"].items())
+            )
         for rule in client["rule_entries"]:
             lines.append("  %s rule %s" % (rule["family"], rule["text"]))
 
@@ -1276,6 +1288,11 @@ _METRICS = (
         "Times a tunnel's endpoint name was found at a new address and the peer moved there.",
     ),
     ("splitroute_endpoint_resolves", "gauge", "0 when the last lookup of the tunnel's endpoint name found nothing."),
+    (
+        "splitroute_dns_bypass_rejected_total",
+        "counter",
+        "Packets a DNS bypass block rejected (block: dot, doh, quic; splitroute_client_dns_bypass).",
+    ),
 )
 
 
@@ -1386,6 +1403,8 @@ def render_metrics(report):
         if exit_["rtt_ms"] is not None:
             add("splitroute_exit_probe_rtt_milliseconds", exit_["rtt_ms"], exit=exit_["name"])
         add("splitroute_exit_check_failures", exit_["failures"], exit=exit_["name"])
+    for block, packets in (report.get("client") or {}).get("bypass", {}).items():
+        add("splitroute_dns_bypass_rejected_total", packets, block=block)
     for entry in failover.get("endpoints", []):
         add("splitroute_endpoint_changes_total", entry["changes"], tunnel=entry["tunnel"], name=entry["host"])
         add("splitroute_endpoint_resolves", entry["error"] is None, tunnel=entry["tunnel"], name=entry["host"])

@@ -71,7 +71,10 @@ SETTINGS = {
     "wireguard_userspace": "wireguard-go",
     "dns_redirect": "true",
     "tailscale": True,
-}
+    # every part on: the nftables file (nft -c) and the resolvers (dnsmasq --test) with all of it
+    "dns_bypass": {"dot": True, "dot_allow": ["192.0.2.85"], "doh": True, "doh_addresses": ["198.51.100.230"],
+                   "canaries": True, "private_relay": True, "https_records": True, "quic": True},
+}  # fmt: skip
 
 
 class AddedLine(AssertionError):
@@ -122,10 +125,10 @@ def context(plan, settings, resolved=False, **extra):
     )
 
 
-def renderings(resolved=False, upstream_dns=None):
+def renderings(resolved=False, upstream_dns=None, **more):
     """Every template rendered: RESOLVED, as on a host where systemd-resolved runs; UPSTREAM_DNS
-    instead of SETTINGS' (a list; None: SETTINGS')."""
-    given = dict(SETTINGS, upstream_dns=SETTINGS["upstream_dns"] if upstream_dns is None else upstream_dns)
+    instead of SETTINGS' (a list; None: SETTINGS'); MORE: other settings."""
+    given = dict(SETTINGS, upstream_dns=SETTINGS["upstream_dns"] if upstream_dns is None else upstream_dns, **more)
     plan = client_plan(TUNNELS, given)
     settings = client_settings(given)
     env = environment()
@@ -297,3 +300,33 @@ def test_a_tunnel_with_a_fallback_leaves_its_default_route_and_its_servers_to_sp
     unit = out["splitroute-client-health.service.j2"]
     assert "ExecStart=/usr/sbin/splitroute --role client health\n" in unit
     assert "wg-quick@wg0.service" in unit and "splitroute-dns-back@wg0.service" in unit
+
+
+def test_the_dns_bypass_parts_each_reach_their_file():
+    """DoT refused but to the configured DNS servers (the upstreams, the tunnels' dns, dot_allow), DoH to the
+    built-in resolvers and the listed ones, QUIC to every set of every tunnel, the canaries answered NXDOMAIN by
+    the front, listed names' HTTPS and SVCB records dropped by the back resolvers; all off: the chain is
+    empty and the sets are declared without elements (a part turned off is emptied)."""
+    out = renderings()
+    nft = out["client.nft.j2"]
+    assert "elements = { 192.0.2.85/32, 192.0.2.53/32, 10.99.0.1/32, 10.97.0.1/32 }" in nft
+    assert "elements = { 2001:db8::53/128, fd10:99::1/128 }" in nft
+    doh4 = next(line for line in nft.splitlines() if line.startswith("  set bypass_doh4 {") and "elements" in line)
+    assert "1.1.1.1/32" in doh4 and "198.51.100.230/32" in doh4 and "45.90.28.0/24" in doh4
+    assert nft.count("counter name bypass_dot reject") == 4
+    assert nft.count("counter name bypass_doh reject") == 4
+    quic = [line for line in nft.splitlines() if "counter name bypass_quic" in line]
+    assert len(quic) == 2 * 2 * 4  # two tunnels, two families: both generations, the networks, the sources
+    assert "    udp dport 443 ip daddr @wg0_v4_a counter name bypass_quic reject with icmpx type port-unreachable" in (
+        quic
+    )
+    front = out["dnsmasq-front.conf.j2"]
+    assert [line for line in front.splitlines() if line.startswith("address=")] == [
+        "address=/use-application-dns.net/", "address=/mask.icloud.com/", "address=/mask-h2.icloud.com/"
+    ]  # fmt: skip
+    assert "filter-rr=HTTPS,SVCB\n" in out["dnsmasq-back.conf.j2[wg0]"]
+    off = renderings(dns_bypass={})
+    chain = off["client.nft.j2"].split("  chain bypass {\n", 1)[1].split("  }\n", 1)[0]
+    assert chain == ""
+    assert "elements" not in "".join(line for line in off["client.nft.j2"].splitlines() if "set bypass_" in line)
+    assert "\naddress=" not in off["dnsmasq-front.conf.j2"] and "filter-rr" not in off["dnsmasq-back.conf.j2[wg0]"]

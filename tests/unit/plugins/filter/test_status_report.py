@@ -767,3 +767,23 @@ def test_the_failover_state_shows_the_exit_in_use_the_health_of_each_exit_and_th
     assert metric(samples, "splitroute_endpoint_changes_total", tunnel="wg0", name="vpn.example.net") == 1
     assert metric(samples, "splitroute_endpoint_resolves", tunnel="wg0", name="vpn.example.net") == 1
     assert metric(samples, "splitroute_endpoint_resolves", tunnel="wg3", name="gone.example.net") == 0
+
+
+def test_the_dns_bypass_counters_are_shown_and_counted():
+    raw = load("client")
+    data = json.loads(raw["nft_client"]["stdout"])
+    table = next(i["table"] for i in data["nftables"] if "table" in i)
+    for name, packets in (("bypass_dot", 3), ("bypass_doh", 0), ("bypass_quic", 12)):
+        data["nftables"].append({"counter": {"family": "inet", "name": name, "table": table["name"], "handle": 9,
+                                             "packets": packets, "bytes": 60 * packets}})  # fmt: skip
+    data["nftables"].append({"counter": {"name": ["not", "a", "name"]}})
+    raw["nft_client"]["stdout"] = json.dumps(data)
+    report = status_report(raw, {"host": "laptop-1"})
+    assert report["client"]["bypass"] == {"doh": 0, "dot": 3, "quic": 12}
+    assert "  dns bypass rejected: doh 0, dot 3, quic 12 (packets)" in report["lines"]
+    assert any(n["input"] == "nft_client" for n in report["unreadable"])
+    samples = parse_metrics(report["metrics"])
+    assert metric(samples, "splitroute_dns_bypass_rejected_total", block="dot") == 3
+    assert metric(samples, "splitroute_dns_bypass_rejected_total", block="quic") == 12
+    # none rejected (or every part off): no line
+    assert not [line for line in status_report(load("client"), {})["lines"] if "dns bypass" in line]
