@@ -3,7 +3,11 @@
 Runs on the lab's internet host (srlab-echo.service). The body is the source
 address of the request as this host sees it, one line; the header
 X-Served-By carries the address the request was sent to. Listens on IPv4 and
-IPv6 (separate sockets, so IPv4 callers are not shown as ::ffff:a.b.c.d).
+IPv6 (separate sockets, so IPv4 callers are not shown as ::ffff:a.b.c.d), on
+each --port (TCP: 80, and 443 and 853, the ports of DNS over HTTPS and over
+TLS: plain HTTP there, enough to show whether a connection was made and by
+which exit), and answers every UDP datagram on each --udp-port (443: QUIC's)
+with the sender's address.
 """
 
 from __future__ import annotations
@@ -52,12 +56,31 @@ class EchoServer6(ThreadingHTTPServer):
         super().server_bind()
 
 
+def udp_echo(family: int, port: int) -> None:
+    """Answer every datagram with its sender's address."""
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
+    while True:
+        _data, peer = sock.recvfrom(2048)
+        sock.sendto(("%s\n" % peer[0]).encode(), peer)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=80)
+    parser.add_argument("--port", type=int, action="append", help="a TCP port (HTTP); default 80")
+    parser.add_argument("--udp-port", type=int, action="append", default=[], help="a UDP port (echo)")
     args = parser.parse_args()
-    servers = [EchoServer4(("0.0.0.0", args.port), EchoHandler), EchoServer6(("::", args.port), EchoHandler)]
+    servers = []
+    for port in args.port or [80]:
+        servers += [EchoServer4(("0.0.0.0", port), EchoHandler), EchoServer6(("::", port), EchoHandler)]
     threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
+    threads += [
+        threading.Thread(target=udp_echo, args=(family, port), daemon=True)
+        for port in args.udp_port
+        for family in (socket.AF_INET, socket.AF_INET6)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

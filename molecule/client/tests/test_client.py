@@ -950,6 +950,79 @@ def test_removing_the_second_tunnel_leaves_no_trace_of_it_and_the_first_keeps_wo
         assert echo(lab, LISTED["wg1"], family) == exits["direct"]["ipv%d" % family]
 
 
+DOT = ("198.51.100.253", "2001:db8:100::53")  # the lab resolver; the echo service answers on its port 853
+DOH = ("198.51.100.230", "2001:db8:100::30")  # the lab's DoH resolver (port 443), in doh_addresses
+HINTS = ("198.51.100.217", "2001:db8:100::17")  # hinted.example.com's HTTPS record's hints
+# one UDP datagram to HOST:443 (QUIC's port): the address the echo service saw, or why there is none
+UDP = (
+    "import socket, sys, time; h = sys.argv[1]; s = socket.socket(socket.AF_INET6 if ':' in h else socket.AF_INET,"
+    " socket.SOCK_DGRAM); s.settimeout(3); s.connect((h, 443)); t = time.monotonic(); s.send(b'q')\n"
+    "try: print(s.recv(64).decode().strip())\nexcept OSError as e: print('error %.2f %s' % (time.monotonic() - t,"
+    " e.strerror or 'timed out'))"
+)
+
+
+def tcp_to(lab, host, port, family):
+    """(curl's exit status, what the echo service saw, seconds) for HTTP to HOST:PORT from the client."""
+    url = "http://[%s]:%d/" % (host, port) if family == 6 else "http://%s:%d/" % (host, port)
+    out = lab.host(CLIENT).run("curl -%d --silent --max-time 5 -w ' %%{time_total}' %s" % (family, url))
+    words = out.stdout.split()
+    return out.rc, words[0] if len(words) == 2 else None, float(words[-1])
+
+
+def udp_to(lab, host):
+    return lab.host(CLIENT).run("python3 -c %s %s" % (shlex.quote(UDP), host)).stdout.strip()
+
+
+def dig(lab, name):
+    """(status, A answers) of NAME from the client's front resolver."""
+    out = lab.host(CLIENT).run("dig +time=2 +tries=1 +noall +comments +answer @127.0.0.1 %s A" % name).stdout
+    status = next((line.split("status: ")[1].split(",")[0] for line in out.splitlines() if "status: " in line), None)
+    rows = [line.split() for line in out.splitlines() if line and not line.startswith(";")]
+    return status, [row[4] for row in rows if len(row) == 5 and row[3] == "A"]
+
+
+def https_hints(lab, name):
+    out = lab.host(CLIENT).check_output("dig +time=2 +tries=1 +noall +answer @127.0.0.1 %s HTTPS" % name)
+    return [line for line in out.splitlines() if "HTTPS" in line]
+
+
+def test_dns_that_applications_cannot_go_around_and_with_the_option_off_the_control(lab, exits):
+    """splitroute_client_dns_bypass, every part on (converge.yml): DoT to the lab resolver and DoH to the lab's
+    DoH resolver are refused at once (a TCP reset; UDP: port unreachable), the Firefox canary is NXDOMAIN, a listed
+    name's HTTPS record (whose hints no A answer gives) is not handed out, UDP 443 to a listed address is refused;
+    each block counted. Then the same with the option off (the control, Debian 13 only: one more run): every one
+    of them is made, by the uplink, and the UDP datagram to the listed address leaves by the tunnel."""
+    client = lab.host(CLIENT)
+    listed = ECHO_ADDRESSES["wg0"]
+    assert echo(lab, LISTED["wg0"], 4) == exits["wg0"]["ipv4"]  # www.example.com's addresses are in wg0's sets
+    client.check_output("dig +short www.example.com A www.example.com AAAA")
+    for family in (4, 6):
+        for target, port in ((DOT[family // 6], 853), (DOH[family // 6], 443)):
+            rc, seen, took = tcp_to(lab, target, port, family)
+            assert rc == 7 and seen is None and took < 1, (target, port, rc, seen, took)  # refused, not timed out
+        refused = udp_to(lab, listed[family // 6])
+        assert refused.startswith("error") and "refused" in refused, refused
+    assert dig(lab, "use-application-dns.net")[0] == "NXDOMAIN"
+    assert https_hints(lab, "hinted.example.com") == []
+    counted = client.check_output("splitroute status")
+    rejected = re.search(r"dns bypass rejected: doh (\d+), dot (\d+), quic (\d+)", counted)
+    assert rejected and all(int(n) >= 2 for n in rejected.groups()), counted
+    if lab.suite(CLIENT) == "bookworm":
+        return  # the control costs a run; the role's files are the same on both releases
+    rc, out = playbook({"client_tunnel_count": 1, "splitroute_client_dns_bypass": {}})
+    assert rc == 0, failures(out)
+    for family in (4, 6):
+        for target, port in ((DOT[family // 6], 853), (DOH[family // 6], 443)):
+            assert tcp_to(lab, target, port, family)[1] == exits["direct"]["ipv%d" % family], (target, port)
+        assert udp_to(lab, listed[family // 6]) == exits["wg0"]["ipv%d" % family]
+    assert dig(lab, "use-application-dns.net") == ("NOERROR", ["198.51.100.210"])
+    hints = https_hints(lab, "hinted.example.com")
+    assert hints and "ipv4hint=%s" % HINTS[0] in hints[0], hints
+    # what the filter keeps from happening: a connection to a hint leaves by the uplink
+    assert echo(lab, HINTS[0], 4) == exits["direct"]["ipv4"]
+
+
 def test_without_the_drop_in_a_networkd_restart_drops_the_roles_rules(lab):
     """The control of test_rules_routes_and_blackholes_survive_a_networkd_restart: with the role's
     networkd drop-in gone, the same restart removes the role's rule and blackhole (systemd 257,
