@@ -92,7 +92,7 @@ import re
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.splitroute.vpn.plugins.module_utils import _health, _names, _x25519
+from ansible_collections.splitroute.vpn.plugins.module_utils import _bypass, _health, _names, _x25519
 from ansible_collections.splitroute.vpn.plugins.module_utils._host import PLAN_VERSION
 from ansible_collections.splitroute.vpn.plugins.module_utils._host_gateway import host_lists, prune
 from ansible_collections.splitroute.vpn.plugins.module_utils._validate import (
@@ -127,7 +127,7 @@ PROVIDERS = "splitroute_gateway_providers"
 # The role's variable behind each of the settings (the role passes them under these keys).
 _SETTINGS = (
     "address address6 veth_network veth_network6 table_base priority_base local_networks state wireguard_userspace"
-    " interface uplink port mtu dns_upstreams dns_records dns_port_base endpoint endpoint_port"
+    " interface uplink port mtu dns_upstreams dns_records dns_port_base endpoint endpoint_port dns_bypass"
 )
 VARIABLES = dict(
     {key: "splitroute_gateway_" + key for key in _SETTINGS.split()}, keepalive="splitroute_gateway_peer_keepalive"
@@ -673,6 +673,14 @@ def gateway_plan(peers, classes, providers, settings):
 
     prov = _providers(providers, upstreams, errors)
     _failover_checks(prov, v6, errors)
+    bypass, found = _bypass.settings(settings.get("dns_bypass"), VARIABLES["dns_bypass"])
+    errors.extend(found)
+    for key in ("https_records", "quic"):
+        if bypass[key]:
+            errors.append(
+                "%s.%s: the gateway routes its peers by address, with no listed names or destinations (a client's"
+                " part)" % (VARIABLES["dns_bypass"], key)
+            )
     names = {p["name"] for p in prov if p["name"]}
     ranges = _classes(classes, subnet, names, v6, errors)
 
@@ -778,6 +786,8 @@ def gateway_plan(peers, classes, providers, settings):
         "endpoint": endpoint,
         "endpoint_port": role["endpoint_port"],
         "keepalive": role["keepalive"],
+        # DoT, DoH and the canaries for the peers (_bypass): DoT may still reach the resolvers' upstreams
+        "bypass": _bypass.plan(bypass, upstreams + [u for p in prov for u in p["dns_upstreams"]]),
     }
 
 

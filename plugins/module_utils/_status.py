@@ -839,6 +839,8 @@ def _gateway(settings, nft, rules, routes, links, wireguard, netns, problems):
         "rules": [r["text"] for r in ours],
         "rule_entries": ours,
         "providers": out_providers,
+        # what each DNS bypass block rejected of the peers' traffic (splitroute_gateway_dns_bypass)
+        "bypass": {k[7:]: v for k, v in sorted(nft.get("counters", {}).items()) if k.startswith("bypass_")},
     }
 
 
@@ -1209,6 +1211,10 @@ def report_lines(report):
             state = {"table": prov["table"], "route": prov["route"], "blackhole": prov["blackhole"],
                      "shadowed": prov["shadowed"]}  # fmt: skip
             lines.append("  provider %s: %s, ipv4 %s" % (prov["name"], netns, _route_text(state)))
+        if any(gateway.get("bypass", {}).values()):
+            lines.append(
+                "  dns bypass rejected: %s (packets)" % ", ".join("%s %d" % kv for kv in gateway["bypass"].items())
+            )
         if not client["configured"]:  # (on a host with both, under the client: one list of groups and exits)
             lines.extend(_failover_lines(report.get("failover") or {"groups": [], "exits": []}, now))
 
@@ -1291,7 +1297,7 @@ _METRICS = (
     (
         "splitroute_dns_bypass_rejected_total",
         "counter",
-        "Packets a DNS bypass block rejected (block: dot, doh, quic; splitroute_client_dns_bypass).",
+        "Packets a DNS bypass block rejected (block: dot, doh, quic; the roles' dns_bypass).",
     ),
 )
 
@@ -1403,8 +1409,9 @@ def render_metrics(report):
         if exit_["rtt_ms"] is not None:
             add("splitroute_exit_probe_rtt_milliseconds", exit_["rtt_ms"], exit=exit_["name"])
         add("splitroute_exit_check_failures", exit_["failures"], exit=exit_["name"])
-    for block, packets in (report.get("client") or {}).get("bypass", {}).items():
-        add("splitroute_dns_bypass_rejected_total", packets, block=block)
+    for role in ("client", "gateway"):
+        for block, packets in (report.get(role) or {}).get("bypass", {}).items():
+            add("splitroute_dns_bypass_rejected_total", packets, role=role, block=block)
     for entry in failover.get("endpoints", []):
         add("splitroute_endpoint_changes_total", entry["changes"], tunnel=entry["tunnel"], name=entry["host"])
         add("splitroute_endpoint_resolves", entry["error"] is None, tunnel=entry["tunnel"], name=entry["host"])

@@ -492,6 +492,43 @@ def test_local_networks_and_a_second_provider_come_and_go(lab, exits):
     assert echo(lab, VPN_PEER[0], "198.51.100.213") == exits["vpn"]["ipv4"]
 
 
+DOT = ("198.51.100.253", "2001:db8:100::53")  # the lab resolver; the echo service answers on its port 853
+DOH = ("198.51.100.230", "2001:db8:100::30")  # the lab's DoH resolver (port 443), in doh_addresses
+
+
+def tcp_to(lab, host, target, port, family):
+    """(curl's exit status, what the echo service saw, seconds) for HTTP to TARGET:PORT from HOST."""
+    url = "http://[%s]:%d/" % (target, port) if family == 6 else "http://%s:%d/" % (target, port)
+    out = lab.host(host).run("curl -%d --silent --max-time 5 -w ' %%{time_total}' %s" % (family, url))
+    words = out.stdout.split()
+    return out.rc, words[0] if len(words) == 2 else None, float(words[-1])
+
+
+def test_the_peers_dot_and_doh_are_refused_and_the_canary_is_nxdomain_and_with_the_option_off_the_control(lab, exits):
+    """splitroute_gateway_dns_bypass (converge.yml): from a peer of each class, DoT to the lab resolver and DoH
+    to the lab's DoH resolver are refused at once (a TCP reset), IPv4 and IPv6, and the Firefox canary answers
+    NXDOMAIN from the class's resolver; the gateway counts them. Then a run with the option off (the control):
+    the same connections are made, each by its class's exit, and the canary resolves."""
+    gateway = lab.host(GATEWAY)
+    peers = {DIRECT_PEER[0]: exits["direct"], VPN_PEER[0]: exits["vpn"]}
+    for peer in peers:
+        for family in (4, 6):
+            for target, port in ((DOT[family // 6], 853), (DOH[family // 6], 443)):
+                rc, seen, took = tcp_to(lab, peer, target, port, family)
+                assert rc == 7 and seen is None and took < 1, (peer, target, port, rc, seen, took)
+        assert dig(lab, peer, "use-application-dns.net")[0] == "NXDOMAIN", peer
+    status = gateway.check_output("splitroute status")
+    rejected = re.search(r"dns bypass rejected: doh (\d+), dot (\d+) \(packets\)", status)
+    assert rejected and all(int(n) >= 4 for n in rejected.groups()), status
+    rc, out = playbook({"splitroute_gateway_dns_bypass": {}})
+    assert rc == 0, failures(out)
+    for peer, exit_ in peers.items():
+        for family in (4, 6):
+            for target, port in ((DOT[family // 6], 853), (DOH[family // 6], 443)):
+                assert tcp_to(lab, peer, target, port, family)[1] == exit_["ipv%d" % family], (peer, target, port)
+        assert dig(lab, peer, "use-application-dns.net") == ("NOERROR", ["198.51.100.210"]), peer
+
+
 def test_after_a_restart_the_chain_comes_back_with_no_ansible_run(lab, exits):
     """podman restart of the gateway: WireGuard, the namespace, OpenVPN, the resolvers and the rules come back
     by themselves, and the VPN-class peer never leaves directly meanwhile.

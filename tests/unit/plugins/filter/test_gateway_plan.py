@@ -471,3 +471,26 @@ def test_bad_failover_input_is_one_clear_error(providers, message):
     with pytest.raises(AnsibleFilterError) as err:
         plan(providers=providers)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("bypass", "message"),
+    [
+        ({"quic": True}, "splitroute_gateway_dns_bypass.quic: the gateway routes its peers by address"),
+        ({"https_records": True}, "splitroute_gateway_dns_bypass.https_records: the gateway routes"),
+        ({"dot": "yes please"}, "splitroute_gateway_dns_bypass.dot: must be true or false"),
+        ({"doh": True, "doh_addresses": ["1.1.1.1\naddress=/#/6.6.6.6"]}, "dns_bypass.doh_addresses[0]"),
+        ({"canary": True}, "splitroute_gateway_dns_bypass: unknown keys canary"),
+        ("on", "splitroute_gateway_dns_bypass"),
+    ],
+)
+def test_a_bad_dns_bypass_is_refused(bypass, message):
+    with pytest.raises(AnsibleFilterError) as err:
+        plan(settings=dict(SETTINGS, dns_bypass=bypass))
+    assert message in str(err.value)
+
+
+def test_the_dns_bypass_lets_dot_reach_the_resolvers_upstreams_only():
+    out = plan(providers=TWO, settings=dict(SETTINGS, dns_bypass={"dot": True, "dot_allow": ["192.0.2.0/28"]}))
+    assert out["bypass"]["dot_allow4"] == ["192.0.2.0/28", "9.9.9.9/32", "10.8.0.1/32"]
+    assert out["bypass"]["doh4"] == [] and out["bypass"]["counters"] == ["bypass_dot"]

@@ -67,7 +67,9 @@ SETTINGS = {
     "endpoint": "vpn-1.example.net",
     "endpoint_port": 443,
     "keepalive": 25,
-}
+    "dns_bypass": {"dot": True, "doh": True, "doh_addresses": ["198.51.100.230", "2001:db8:100::30"], "canaries": True,
+                   "private_relay": True},
+}  # fmt: skip
 CLASSES = [
     {"range": "10.4.0.0/25", "range6": "fd10:4::/116", "exit": "direct"},
     {"range": "10.4.0.128/26", "range6": "fd10:4::1000/116", "exit": "provider"},
@@ -324,3 +326,20 @@ def test_the_line_check_sees_a_line_a_value_adds(template, key, value, stray):
     """The check above would see the issue's injections, had a plan let one through."""
     tampered = dict(gateway_plan_file(gateway_plan(PEERS, CLASSES, PROVIDERS, SETTINGS)), **{key: value})
     assert strays(template, render(template, tampered)) == [stray]
+
+
+def test_the_dns_bypass_refuses_the_peers_dot_and_doh_and_answers_the_canaries(plan):
+    nft = render("gateway.nft.j2", plan)
+    assert nft.count("counter name bypass_dot reject") == 4 and nft.count("counter name bypass_doh reject") == 4
+    allow = next(line for line in nft.splitlines() if line.startswith("  set bypass_dot_allow4"))
+    assert "9.9.9.9/32" in allow and "10.8.0.1/32" in allow  # the resolvers' upstreams
+    doh6 = next(line for line in nft.splitlines() if line.startswith("  set bypass_doh6"))
+    assert "2001:db8:100::30/128" in doh6 and "2606:4700:4700::1111/128" in doh6
+    for item in [None] + plan["providers"]:
+        text = render("dnsmasq.conf.j2", plan) if item is None else render("dnsmasq-provider.conf.j2", plan, item=item)
+        assert [line for line in text.splitlines() if line.startswith("address=")] == [
+            "address=/use-application-dns.net/", "address=/mask.icloud.com/", "address=/mask-h2.icloud.com/"
+        ]  # fmt: skip
+    off = gateway_plan_file(gateway_plan(PEERS, CLASSES, PROVIDERS, dict(SETTINGS, dns_bypass={})))
+    assert "reject" not in render("gateway.nft.j2", off)
+    assert "address=" not in render("dnsmasq.conf.j2", off).replace("listen-address=", "")
