@@ -277,6 +277,9 @@ def _settings(settings, errors):
     out["upstream_dns"] = upstream
     bypass, found = _bypass.settings(get("dns_bypass"), var("dns_bypass"))
     errors.extend(found)
+    bypass["doh_sources"] = _sources(
+        bypass["doh_sources"], var("dns_bypass") + ".doh_sources", _names.DNS_BYPASS_SOURCES, errors
+    )
     out["dns_bypass"] = bypass
     return out
 

@@ -675,6 +675,12 @@ def gateway_plan(peers, classes, providers, settings):
     _failover_checks(prov, v6, errors)
     bypass, found = _bypass.settings(settings.get("dns_bypass"), VARIABLES["dns_bypass"])
     errors.extend(found)
+    if bypass["doh_sources"]:
+        errors.append(
+            "%s.doh_sources: lists kept current on the host are the client role's (give the gateway doh_addresses)"
+            % VARIABLES["dns_bypass"]
+        )
+        bypass["doh_sources"] = []
     for key in ("https_records", "quic"):
         if bypass[key]:
             errors.append(

@@ -72,6 +72,9 @@ DEFAULTS = {
     "doh": False,
     "doh_default": True,
     "doh_addresses": [],
+    # lists of DoH resolvers' addresses, URLs or files on the host, kept current by the lists mechanism
+    # (_host_lists; checked by the client's plan as domain_sources are: the value here is what it made)
+    "doh_sources": [],
     "canaries": False,
     "private_relay": False,
     "https_records": False,
@@ -113,6 +116,7 @@ def settings(raw, what):
         out[key] = bool(value)
     for key in ("dot_allow", "doh_addresses"):
         out[key + "4"], out[key + "6"] = _networks(raw.get(key, DEFAULTS[key]), "%s.%s" % (what, key), errors)
+    out["doh_sources"] = raw.get("doh_sources", DEFAULTS["doh_sources"])
     return out, errors
 
 
@@ -141,6 +145,8 @@ def plan(checked, upstreams=()):
         "https_records": checked["https_records"],
         "doh4": doh[4],
         "doh6": doh[6],
+        # their networks join doh4/doh6 in the sets (`splitroute apply`); a domain in them is not an address
+        "doh_sources": list(checked.get("doh_sources") or []) if checked["doh"] else [],
         "dot_allow4": allow[4] if checked["dot"] else [],
         "dot_allow6": allow[6] if checked["dot"] else [],
         "nxdomain": names,

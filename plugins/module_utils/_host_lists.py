@@ -66,8 +66,21 @@ def lists_dir(plan):
 
 
 def sources(plan):
-    """[(tunnel name, source)] in the plan's order."""
-    return [(t["name"], s) for t in plan.get("tunnels", []) for s in t.get("sources", [])]
+    """[(tunnel name, source)] in the plan's order, then the DoH lists of dns_bypass (owner DNS_BYPASS_SOURCES)."""
+    out = [(t["name"], s) for t in plan.get("tunnels", []) for s in t.get("sources", [])]
+    return out + [(_names.DNS_BYPASS_SOURCES, s) for s in (plan.get("bypass") or {}).get("doh_sources", [])]
+
+
+def doh_networks(plan, directory):
+    """family -> the networks of the DoH resolvers' sets: the plan's (the built-in list and doh_addresses) and
+    those of the DoH lists' last good copies (their domains are not addresses: ignored), collapsed."""
+    bypass = plan.get("bypass") or {}
+    nets = {f: [ipaddress.ip_network(n) for n in bypass.get("doh%d" % f, [])] for f in _names.FAMILIES}
+    for source in bypass.get("doh_sources", []):
+        content = good_copy(directory, source)
+        for family in _names.FAMILIES if content is not None else ():
+            nets[family] += [ipaddress.ip_network(n) for n in getattr(content, "networks%d" % family)]
+    return {f: [str(n) for n in ipaddress.collapse_addresses(nets[f])] for f in _names.FAMILIES}
 
 
 def _read_json(path):
@@ -461,20 +474,23 @@ def apply(plan, check=False, front=None, log=None):
     table = plan["nft"]["table"]
     front = Front() if front is None else front
     changes = []
-    for t in plan.get("tunnels", []):
-        for family in _names.FAMILIES:
-            name = _names.src_set(t["name"], family)
-            want = merged[t["name"]]["networks%d" % family]
-            have = _set_networks(table, name)
-            if have is None and (want or not check):
-                if check:
-                    changes.append((name, want))
-                    continue
-                raise _host.HostError(
-                    "set inet %s %s does not exist: load %s first" % (table, name, plan["nft"]["file"])
-                )
-            if have is not None and have != want:
+    wanted = [
+        (_names.src_set(t["name"], family), merged[t["name"]]["networks%d" % family])
+        for t in plan.get("tunnels", [])
+        for family in _names.FAMILIES
+    ]
+    if (plan.get("bypass") or {}).get("doh_sources"):
+        doh = doh_networks(plan, lists_dir(plan))
+        wanted += [(_names.BYPASS_DOH_SETS[family], doh[family]) for family in _names.FAMILIES]
+    for name, want in wanted:
+        have = _set_networks(table, name)
+        if have is None and (want or not check):
+            if check:
                 changes.append((name, want))
+                continue
+            raise _host.HostError("set inet %s %s does not exist: load %s first" % (table, name, plan["nft"]["file"]))
+        if have is not None and have != want:
+            changes.append((name, want))
     if check:
         done = apply_front(plan["paths"], text, front, check=True)
     else:

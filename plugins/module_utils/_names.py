@@ -195,6 +195,12 @@ def back_files(tunnel):
     return ["%s/back-%s.conf" % (CLIENT_DNS_DIR, tunnel), "%s/back-%s-nftset.conf" % (CLIENT_DNS_DIR, tunnel)]
 
 
+# the owner of the dns_bypass DoH lists among the lists the host keeps current (where a tunnel's name is)
+DNS_BYPASS_SOURCES = "dns-bypass"
+# the sets of the DoH resolvers' addresses (the client's table, client.nft.j2)
+BYPASS_DOH_SETS = {4: "bypass_doh4", 6: "bypass_doh6"}
+
+
 def back_servers_file(tunnel):
     """The servers-file of a failover group's back resolver: the DNS servers of the exit in use."""
     return "%s/back-%s-servers.conf" % (CLIENT_RUN_DNS_DIR, tunnel)

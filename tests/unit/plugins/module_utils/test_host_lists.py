@@ -542,3 +542,38 @@ def test_preresolve_gives_up_on_a_query_without_an_answer():
     finally:
         responder.close()
     assert counts == {"asked": 2, "answered": 1, "failed": 0, "timed_out": 1}
+
+
+def test_a_doh_list_fills_the_doh_sets_with_the_built_in_resolvers_and_keeps_its_last_good_copy(lab):
+    """dns_bypass.doh_sources: the list's addresses and networks join the plan's (the built-in list and
+    doh_addresses) in bypass_doh4/6 by `splitroute refresh`; a domain in it is no address (left out), bad lines are
+    counted as in any list, and a list that went bad keeps its last good copy in the sets."""
+    (lab["root"] / "doh.txt").write_text("# DoH resolvers\n198.51.100.230\n203.0.113.0/24\n2001:db8:100::30\n"
+                                         "dns.example.net\n")  # fmt: skip
+    plan = write_plan(lab, [("wg0", [], [])])
+    source = dict(_lists.SOURCE_DEFAULTS, url="http://127.0.0.1:8080/doh.txt", interval=60, max_invalid=1)
+    source["id"] = _lists.source_id(_names.DNS_BYPASS_SOURCES, source["url"])
+    plan["bypass"] = {"doh4": ["1.1.1.1/32", "198.51.100.230/32"], "doh6": ["2606:4700:4700::1111/128"],
+                      "doh_sources": [source]}  # fmt: skip
+    (lab["plans"] / "client.json").write_text(json.dumps(plan))
+    sets = "".join("  set %s { type ipv%d_addr; flags interval; auto-merge; }\n" % (_names.BYPASS_DOH_SETS[f], f)
+                   for f in (4, 6))  # fmt: skip
+    lab["nsexec"]("nft", "-f", "-", input="table inet splitroute {\n%s}\n" % sets)
+    proc = splitroute(lab, "refresh", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert [e.strip() for e in set_elements(lab, "bypass_doh4")] == ["1.1.1.1", "198.51.100.230", "203.0.113.0/24"]
+    assert [e.strip() for e in set_elements(lab, "bypass_doh6")] == ["2001:db8:100::30", "2606:4700:4700::1111"]
+    got = json.loads((Path(plan["lists"]["dir"]) / (source["id"] + ".json")).read_text())
+    assert got["networks"] == 3 and got["domains"] == 1 and got["last_error"] is None
+    assert servers(plan) is None or "dns.example.net" not in servers(plan)  # a DoH list routes no name
+    # the status shows it as the list of its owner
+    from ansible_collections.splitroute.vpn.plugins.module_utils._host_status import list_states  # noqa: PLC0415
+
+    assert [(e["tunnel"], e["networks"]) for e in list_states(plan)] == [(_names.DNS_BYPASS_SOURCES, 3)]
+    assert json.loads(splitroute(lab, "apply", "--json").stdout)["changed"] is False
+    # bad lines beyond max_invalid: the body is refused, the last good copy stays in the sets
+    (lab["root"] / "doh.txt").write_text("198.51.100.231\nnot an address!\n1.2.3.4/99\n")
+    assert splitroute(lab, "refresh", "--force").returncode == 0
+    got = json.loads((Path(plan["lists"]["dir"]) / (source["id"] + ".json")).read_text())
+    assert "invalid lines" in got["last_error"] and got["invalid"] == 2
+    assert "203.0.113.0/24" in [e.strip() for e in set_elements(lab, "bypass_doh4")]
