@@ -1006,6 +1006,9 @@ def test_dns_that_applications_cannot_go_around_and_with_the_option_off_the_cont
     assert dig(lab, "use-application-dns.net")[0] == "NXDOMAIN"
     assert https_hints(lab, "hinted.example.com") == []
     counted = client.check_output("splitroute status")
+    # the DoH resolver came from the DoH list the host keeps current (dns_bypass.doh_sources)
+    assert re.search(r"list http://\S+/doh\.txt \(dns-bypass\): ok, \d+ domains, 2 networks", counted), counted
+    assert "198.51.100.230" in client.check_output("nft list set inet splitroute bypass_doh4")
     rejected = re.search(r"dns bypass rejected: doh (\d+), dot (\d+), quic (\d+)", counted)
     assert rejected and all(int(n) >= 2 for n in rejected.groups()), counted
     if lab.suite(CLIENT) == "bookworm":
