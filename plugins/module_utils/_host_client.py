@@ -192,7 +192,8 @@ def prune(old, new, found=None):
     for name in backs_gone:
         units.add(_names.back_unit(name))
         files.update(_names.back_files(name))
-    keep_sets = {s for t in new_t for s in _names.tunnel_sets(t)}
+    # (dns_bypass's sets are declared by the table file whatever the plan: never stale)
+    keep_sets = {s for t in new_t for s in _names.tunnel_sets(t)} | set(_names.BYPASS_SETS)
     sets = set(found.get("sets", [])) - keep_sets
     keep_tables = {t.get("table") for t in new_t.values()}
     tables = {t.get("table") for n, t in old_t.items() if t.get("table") not in keep_tables}

@@ -197,8 +197,9 @@ def back_files(tunnel):
 
 # the owner of the dns_bypass DoH lists among the lists the host keeps current (where a tunnel's name is)
 DNS_BYPASS_SOURCES = "dns-bypass"
-# the sets of the DoH resolvers' addresses (the client's table, client.nft.j2)
+# the sets of the DoH resolvers' addresses (the client's table, client.nft.j2), and all of dns_bypass's sets
 BYPASS_DOH_SETS = {4: "bypass_doh4", 6: "bypass_doh6"}
+BYPASS_SETS = ("bypass_doh4", "bypass_doh6", "bypass_dot_allow4", "bypass_dot_allow6")
 
 
 def back_servers_file(tunnel):

@@ -950,8 +950,8 @@ def test_removing_the_second_tunnel_leaves_no_trace_of_it_and_the_first_keeps_wo
         assert echo(lab, LISTED["wg1"], family) == exits["direct"]["ipv%d" % family]
 
 
-DOT = ("198.51.100.253", "2001:db8:100::53")  # the lab resolver; the echo service answers on its port 853
-DOH = ("198.51.100.230", "2001:db8:100::30")  # the lab's DoH resolver (port 443), in doh_addresses
+# the lab's public DoT and DoH resolver (the echo service on its ports 853 and 443), in the served DoH list
+DOT = DOH = ("198.51.100.230", "2001:db8:100::30")
 HINTS = ("198.51.100.217", "2001:db8:100::17")  # hinted.example.com's HTTPS record's hints
 # one UDP datagram to HOST:443 (QUIC's port): the address the echo service saw, or why there is none
 UDP = (

@@ -519,8 +519,8 @@ def test_local_networks_and_a_second_provider_come_and_go(lab, exits):
     assert echo(lab, VPN_PEER[0], "198.51.100.213") == exits["vpn"]["ipv4"]
 
 
-DOT = ("198.51.100.253", "2001:db8:100::53")  # the lab resolver; the echo service answers on its port 853
-DOH = ("198.51.100.230", "2001:db8:100::30")  # the lab's DoH resolver (port 443), in doh_addresses
+# the lab's public DoT and DoH resolver (the echo service on its ports 853 and 443), in doh_addresses
+DOT = DOH = ("198.51.100.230", "2001:db8:100::30")
 
 
 def tcp_to(lab, host, target, port, family):
@@ -544,6 +544,8 @@ def test_the_peers_dot_and_doh_are_refused_and_the_canary_is_nxdomain_and_with_t
                 rc, seen, took = tcp_to(lab, peer, target, port, family)
                 assert rc == 7 and seen is None and took < 1, (peer, target, port, rc, seen, took)
         assert dig(lab, peer, "use-application-dns.net")[0] == "NXDOMAIN", peer
+    # the resolvers' upstream (the lab resolver) is the one DoT may still reach
+    assert tcp_to(lab, DIRECT_PEER[0], DNS_SERVER, 853, 4)[1] == exits["direct"]["ipv4"]
     status = gateway.check_output("splitroute status")
     rejected = re.search(r"dns bypass rejected: doh (\d+), dot (\d+) \(packets\)", status)
     assert rejected and all(int(n) >= 4 for n in rejected.groups()), status
