@@ -103,6 +103,8 @@ from ansible_collections.splitroute.vpn.plugins.module_utils._validate import (
     parse_address,
     parse_interface,
     parse_network,
+    want_bool,
+    want_dict,
     want_int,
     want_list,
     want_str,
@@ -128,6 +130,7 @@ PROVIDERS = "splitroute_gateway_providers"
 _SETTINGS = (
     "address address6 veth_network veth_network6 table_base priority_base local_networks state wireguard_userspace"
     " interface uplink port mtu dns_upstreams dns_records dns_port_base endpoint endpoint_port dns_bypass"
+    " input_policy"
 )
 VARIABLES = dict(
     {key: "splitroute_gateway_" + key for key in _SETTINGS.split()}, keepalive="splitroute_gateway_peer_keepalive"
@@ -625,6 +628,75 @@ def _range6(item, path, label, exit_, v6, errors):
     v6["ranges"].append((net, exit_))
 
 
+_INPUT_KEYS = {"enabled", "ssh_from", "ssh_port", "allow"}
+_ALLOW_KEYS = {"proto", "port"}
+
+
+def _input_policy(raw, errors):
+    """Seed 004's input policy (off by default): what may reach the gateway itself. Enabled, it needs the
+    networks SSH may come from (an empty list would lock the operator out: refused)."""
+    what = VARIABLES["input_policy"]
+    raw, error = want_dict({} if raw is None else raw, what)
+    if error:
+        errors.append(error)
+        raw = {}
+    unknown = sorted(map(str, set(raw) - _INPUT_KEYS))
+    if unknown:
+        errors.append("%s: unknown keys %s (known: %s)" % (what, ", ".join(unknown), ", ".join(sorted(_INPUT_KEYS))))
+    enabled, error = want_bool(raw.get("enabled", False), what + ".enabled")
+    if error:
+        errors.append(error)
+    ssh = {4: [], 6: []}
+    for index, value in enumerate(_list(raw.get("ssh_from", []), what + ".ssh_from", errors)):
+        net = _parsed(parse_network, value, "%s.ssh_from[%d]" % (what, index), errors)
+        if net is not None:
+            ssh[net.version].append(str(net))
+    if enabled and not (ssh[4] or ssh[6]) and not any(e.startswith(what + ".ssh_from") for e in errors):
+        errors.append(
+            "%s.ssh_from: give the networks SSH may come from; with none the policy would lock the operator out" % what
+        )
+    allow = []
+    for index, item in enumerate(_list(raw.get("allow", []), what + ".allow", errors)):
+        where = "%s.allow[%d]" % (what, index)
+        if not isinstance(item, dict) or set(item) - _ALLOW_KEYS:
+            errors.append("%s: a dict with proto (tcp or udp) and port" % where)
+            continue
+        if item.get("proto") not in ("tcp", "udp"):
+            errors.append("%s.proto: must be tcp or udp" % where)
+            continue
+        port = _number(item.get("port"), None, where + ".port", errors, 1, 65535)
+        if port is not None:
+            allow.append({"proto": item["proto"], "port": port})
+    return {
+        "enabled": bool(enabled),
+        "ssh_from4": ssh[4],
+        "ssh_from6": ssh[6],
+        "ssh_port": _number(raw.get("ssh_port"), 22, what + ".ssh_port", errors, 1, 65535),
+        "allow": allow,
+    }
+
+
+def gateway_input_guard(plan, ssh_connection=""):
+    """The reason the gateway's input policy would cut the connection this run came by (SSH_CONNECTION on the
+    host: client address, client port, server address, server port), or "" when it would not (no policy, not
+    SSH, or the client address is in ssh_from)."""
+    policy = (plan or {}).get("input_policy") or {}
+    fields = str(ssh_connection or "").split()
+    if not policy.get("enabled") or len(fields) != 4:
+        return ""
+    addr, _error = parse_address(fields[0])
+    if addr is None:
+        return ""
+    nets = [ipaddress.ip_network(n) for n in policy["ssh_from%d" % addr.version]]
+    if any(addr in net for net in nets) and fields[3] == str(policy["ssh_port"]):
+        return ""
+    return (
+        "%s would lock out this run: it comes by SSH from %s to port %s, and ssh_from (%s) or ssh_port (%s) does not"
+        " admit it" % (VARIABLES["input_policy"], addr, fields[3],
+                       ", ".join(policy["ssh_from4"] + policy["ssh_from6"]), policy["ssh_port"])
+    )  # fmt: skip
+
+
 def _fail(errors):
     raise AnsibleFilterError("invalid gateway configuration:\n  - " + "\n  - ".join(errors))
 
@@ -673,6 +745,7 @@ def gateway_plan(peers, classes, providers, settings):
 
     prov = _providers(providers, upstreams, errors)
     _failover_checks(prov, v6, errors)
+    input_policy = _input_policy(settings.get("input_policy"), errors)
     bypass, found = _bypass.settings(settings.get("dns_bypass"), VARIABLES["dns_bypass"])
     errors.extend(found)
     if bypass["doh_sources"]:
@@ -792,6 +865,8 @@ def gateway_plan(peers, classes, providers, settings):
         "endpoint": endpoint,
         "endpoint_port": role["endpoint_port"],
         "keepalive": role["keepalive"],
+        # seed 004's input policy: WireGuard, the peers' DNS (53 and the providers' resolvers' ports), SSH
+        "input_policy": dict(input_policy, dns_ports=[53] + [p["dns_port"] for p in prov]),
         # DoT, DoH and the canaries for the peers (_bypass): DoT may still reach the resolvers' upstreams
         "bypass": _bypass.plan(bypass, upstreams + [u for p in prov for u in p["dns_upstreams"]]),
     }
@@ -867,5 +942,6 @@ class FilterModule:
             "gateway_prune": gateway_prune,
             "gateway_secrets": gateway_secrets,
             "gateway_genkey": gateway_genkey,
+            "gateway_input_guard": gateway_input_guard,
             "gateway_pubkey": gateway_pubkey,
         }

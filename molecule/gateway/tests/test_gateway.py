@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import time
 import uuid
@@ -520,6 +521,34 @@ def test_local_networks_and_a_second_provider_come_and_go(lab, exits):
 
 
 # the lab's public DoT and DoH resolver (the echo service on its ports 853 and 443), in doh_addresses
+# one TCP connection from a lab host: open, refused (a reset: it was let in) or timeout (dropped)
+CONNECT = (
+    "import socket, sys; h = sys.argv[1]; s = socket.socket(socket.AF_INET6 if ':' in h else socket.AF_INET);"
+    " s.settimeout(2)\ntry: s.connect((h, int(sys.argv[2]))); print('open')\n"
+    "except ConnectionRefusedError: print('refused')\nexcept OSError: print('timeout')"
+)
+
+
+def connect(lab, host, target, port):
+    return lab.host(host).check_output("python3 -c %s %s %d" % (shlex.quote(CONNECT), target, port))
+
+
+def test_the_input_policy_takes_wireguard_the_peers_dns_and_ssh_from_the_allowed_network_only(lab):
+    """splitroute_gateway_input_policy (converge.yml: SSH from inet's wan address only): SSH from inet is let in
+    (open, or a reset where no sshd listens), from the provider host it is dropped, IPv4 and IPv6; another port is
+    dropped from everywhere, a peer's included; the peers' WireGuard and DNS work (every other test here too)."""
+    gateway = lab.hostvars[GATEWAY]["lab_nics"][0]
+    for family in ("ipv4", "ipv6"):
+        assert connect(lab, "inet", gateway[family], 22) in ("open", "refused"), family
+        assert connect(lab, "provider", gateway[family], 22) == "timeout", family
+        assert connect(lab, "inet", gateway[family], 8080) == "timeout", family
+    assert connect(lab, DIRECT_PEER[0], "10.4.0.1", 8080) == "timeout"
+    assert dig(lab, DIRECT_PEER[0], "vault.raff.local") == ("NOERROR", ["10.4.0.7"])
+    assert dig(lab, VPN_PEER[0], "vault.raff.local") == ("NOERROR", ["10.4.0.7"])
+    chain = lab.host(GATEWAY).check_output("nft list chain inet splitroute_gateway input")
+    assert "policy drop" in chain and "udp dport 51820 accept" in chain, chain
+
+
 DOT = DOH = ("198.51.100.230", "2001:db8:100::30")
 
 

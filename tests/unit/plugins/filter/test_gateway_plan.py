@@ -276,6 +276,7 @@ def test_the_filters_are_exported():
         "gateway_secrets",
         "gateway_genkey",
         "gateway_pubkey",
+        "gateway_input_guard",
     }
 
 
@@ -494,3 +495,52 @@ def test_the_dns_bypass_lets_dot_reach_the_resolvers_upstreams_only():
     out = plan(providers=TWO, settings=dict(SETTINGS, dns_bypass={"dot": True, "dot_allow": ["192.0.2.0/28"]}))
     assert out["bypass"]["dot_allow4"] == ["192.0.2.0/28", "9.9.9.9/32", "10.8.0.1/32"]
     assert out["bypass"]["doh4"] == [] and out["bypass"]["counters"] == ["bypass_dot"]
+
+
+# ---------------------------------------------------------------- seed 004's input policy (issue 18)
+
+
+def test_the_input_policy_is_off_by_default_and_takes_the_peers_dns_ports_when_on():
+    assert plan()["input_policy"]["enabled"] is False
+    policy = {"enabled": True, "ssh_from": ["192.0.2.0/24", "2001:db8:7::/48"], "allow": [{"proto": "udp", "port": 68}]}
+    out = plan(providers=TWO, settings=dict(SETTINGS, input_policy=policy))["input_policy"]
+    assert out == {"enabled": True, "ssh_from4": ["192.0.2.0/24"], "ssh_from6": ["2001:db8:7::/48"], "ssh_port": 22,
+                   "allow": [{"proto": "udp", "port": 68}], "dns_ports": [53, 5300, 5301]}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ({"enabled": True}, "input_policy.ssh_from: give the networks SSH may come from"),
+        ({"enabled": True, "ssh_from": []}, "with none the policy would lock the operator out"),
+        ({"enabled": True, "ssh_from": ["192.0.2.0/24\ntcp dport 1-65535 accept"]}, "input_policy.ssh_from[0]"),
+        ({"enabled": True, "ssh_from": "192.0.2.0/24"}, "input_policy.ssh_from"),
+        ({"enabled": "maybe", "ssh_from": ["192.0.2.0/24"]}, "input_policy.enabled: must be true or false"),
+        ({"enabled": True, "ssh_from": ["192.0.2.0/24"], "ssh_port": 0}, "input_policy.ssh_port"),
+        (
+            {"enabled": True, "ssh_from": ["192.0.2.0/24"], "allow": [{"proto": "sctp", "port": 1}]},
+            "must be tcp or udp",
+        ),
+        ({"enabled": True, "ssh_from": ["192.0.2.0/24"], "allow": [{"proto": "udp", "port": "1 accept"}]}, "port"),
+        ({"enable": True}, "splitroute_gateway_input_policy: unknown keys enable"),
+    ],
+)
+def test_a_bad_input_policy_is_refused(policy, message):
+    with pytest.raises(AnsibleFilterError) as err:
+        plan(settings=dict(SETTINGS, input_policy=policy))
+    assert message in str(err.value)
+
+
+def test_the_lockout_guard_refuses_a_policy_that_would_cut_this_runs_ssh():
+    from ansible_collections.splitroute.vpn.plugins.filter.gateway_plan import gateway_input_guard  # noqa: PLC0415
+
+    policy = {"enabled": True, "ssh_from": ["192.0.2.0/24", "2001:db8:7::/48"]}
+    out = plan(settings=dict(SETTINGS, input_policy=policy))
+    assert gateway_input_guard(out, "192.0.2.9 51234 10.4.0.1 22") == ""
+    assert gateway_input_guard(out, "2001:db8:7::9 51234 2001:db8::1 22") == ""
+    assert gateway_input_guard(out, "") == ""  # not by SSH (a console, a container's exec)
+    assert "would lock out this run: it comes by SSH from 198.51.100.7" in gateway_input_guard(
+        out, "198.51.100.7 51234 10.4.0.1 22"
+    )
+    assert "port 2222" in gateway_input_guard(out, "192.0.2.9 51234 10.4.0.1 2222")
+    assert gateway_input_guard(plan(), "198.51.100.7 51234 10.4.0.1 22") == ""  # no policy

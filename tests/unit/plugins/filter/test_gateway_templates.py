@@ -67,6 +67,8 @@ SETTINGS = {
     "endpoint": "vpn-1.example.net",
     "endpoint_port": 443,
     "keepalive": 25,
+    "input_policy": {"enabled": True, "ssh_from": ["192.0.2.0/24", "2001:db8:7::/48"], "ssh_port": 2222,
+                     "allow": [{"proto": "udp", "port": 68}]},
     "dns_bypass": {"dot": True, "doh": True, "doh_addresses": ["198.51.100.230", "2001:db8:100::30"], "canaries": True,
                    "private_relay": True},
 }  # fmt: skip
@@ -343,3 +345,19 @@ def test_the_dns_bypass_refuses_the_peers_dot_and_doh_and_answers_the_canaries(p
     off = gateway_plan_file(gateway_plan(PEERS, CLASSES, PROVIDERS, dict(SETTINGS, dns_bypass={})))
     assert "reject" not in render("gateway.nft.j2", off)
     assert "address=" not in render("dnsmasq.conf.j2", off).replace("listen-address=", "")
+
+
+def test_the_input_policy_chain_takes_wireguard_the_peers_dns_and_ssh_from_ssh_from(plan):
+    nft = render("gateway.nft.j2", plan)
+    chain = nft.split("  chain input {\n", 1)[1].split("\n  }\n", 1)[0]
+    assert "type filter hook input priority filter; policy drop;" in chain
+    for line in (
+        "udp dport 51820 accept",
+        'iifname "wg0" meta l4proto { tcp, udp } th dport { 53, 5300, 5301 } accept',
+        "tcp dport 2222 ip saddr { 192.0.2.0/24 } accept",
+        "tcp dport 2222 ip6 saddr { 2001:db8:7::/48 } accept",
+        "udp dport 68 accept",
+    ):
+        assert "    %s\n" % line in chain + "\n", line
+    off = gateway_plan_file(gateway_plan(PEERS, CLASSES, PROVIDERS, dict(SETTINGS, input_policy={})))
+    assert "chain input" not in render("gateway.nft.j2", off)
