@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+import struct
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -56,15 +57,32 @@ class EchoServer6(ThreadingHTTPServer):
         super().server_bind()
 
 
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+
+
 def udp_echo(family: int, port: int) -> None:
-    """Answer every datagram with its sender's address."""
+    """Answer every datagram with its sender's address, from the address it was sent to (the socket is bound
+    to all of them: without PKTINFO the kernel would pick the route's source address, and a connected client
+    socket would not take the answer)."""
     sock = socket.socket(family, socket.SOCK_DGRAM)
     if family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+        level, kind = socket.IPPROTO_IPV6, socket.IPV6_PKTINFO
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        level, kind = socket.IPPROTO_IP, IP_PKTINFO
     sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
     while True:
-        _data, peer = sock.recvfrom(2048)
-        sock.sendto(("%s\n" % peer[0]).encode(), peer)
+        _data, ancdata, _flags, peer = sock.recvmsg(2048, socket.CMSG_SPACE(64))
+        info = [data for lvl, typ, data in ancdata if (lvl, typ) == (level, kind)]
+        if not info:
+            continue
+        if family == socket.AF_INET6:  # in6_pktinfo: the address, then the interface
+            reply = info[0][:16] + struct.pack("@I", 0)
+        else:  # in_pktinfo: interface, local address, the header's destination
+            reply = struct.pack("@i4s4s", 0, info[0][8:12], bytes(4))
+        sock.sendmsg([("%s\n" % peer[0]).encode()], [(level, kind, reply)], 0, peer)
 
 
 def main() -> None:
