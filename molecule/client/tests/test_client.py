@@ -992,8 +992,8 @@ def https_hints(lab, name):
 
 
 def test_dns_that_applications_cannot_go_around_and_with_the_option_off_the_control(lab, exits):
-    """splitroute_client_dns_bypass, every part on (converge.yml): DoT to the lab resolver and DoH to the lab's
-    DoH resolver are refused at once (a TCP reset; UDP: port unreachable), the Firefox canary is NXDOMAIN, a listed
+    """splitroute_client_dns_bypass, every part on (converge.yml): DoT and DoH to the lab's public DoT/DoH
+    resolver are refused at once (a TCP reset; UDP: the send fails), the Firefox canary is NXDOMAIN, a listed
     name's HTTPS record (whose hints no A answer gives) is not handed out, UDP 443 to a listed address is refused;
     each block counted. Then the same with the option off (the control, Debian 13 only: one more run): every one
     of them is made, by the uplink, and the UDP datagram to the listed address leaves by the tunnel."""

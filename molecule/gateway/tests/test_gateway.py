@@ -561,9 +561,10 @@ def tcp_to(lab, host, target, port, family):
 
 
 def test_the_peers_dot_and_doh_are_refused_and_the_canary_is_nxdomain_and_with_the_option_off_the_control(lab, exits):
-    """splitroute_gateway_dns_bypass (converge.yml): from a peer of each class, DoT to the lab resolver and DoH
-    to the lab's DoH resolver are refused at once (a TCP reset), IPv4 and IPv6, and the Firefox canary answers
-    NXDOMAIN from the class's resolver; the gateway counts them. Then a run with the option off (the control):
+    """splitroute_gateway_dns_bypass (converge.yml): from a peer of each class, DoT and DoH to the lab's public
+    DoT/DoH resolver are refused at once (a TCP reset), IPv4 and IPv6, DoT to the resolvers' upstream is not, and
+    the Firefox canary answers NXDOMAIN from the class's resolver; the gateway counts them. Then a run with the
+    option off (the control):
     the same connections are made, each by its class's exit, and the canary resolves."""
     gateway = lab.host(GATEWAY)
     peers = {DIRECT_PEER[0]: exits["direct"], VPN_PEER[0]: exits["vpn"]}
