@@ -64,8 +64,8 @@ DOH_DEFAULT = (
 )  # fmt: skip
 CANARIES = ("use-application-dns.net",)
 PRIVATE_RELAY = ("mask.icloud.com", "mask-h2.icloud.com")
-# the named counter of each block in the client's table (status and metrics read them)
-COUNTERS = {"dot": "bypass_dot", "doh": "bypass_doh", "quic": "bypass_quic"}
+# each refusing block counts into the named counter bypass_BLOCK of the role's table (the templates declare
+# bypass_dot, bypass_doh, bypass_quic; status and the metrics read every counter named bypass_*)
 DEFAULTS = {
     "dot": False,
     "dot_allow": [],
@@ -123,8 +123,7 @@ def settings(raw, what):
 def plan(checked, upstreams=()):
     """What the nftables table and the resolvers take from CHECKED (settings()): the blocks that are on, the
     DoH resolvers' networks and the addresses DoT may still reach (the configured UPSTREAMS and dot_allow),
-    per family, the names that answer NXDOMAIN, whether listed names' HTTPS and SVCB records are dropped, and
-    the counters."""
+    per family, the names that answer NXDOMAIN, and whether listed names' HTTPS and SVCB records are dropped."""
     doh = {4: [], 6: []}
     if checked["doh"]:
         default = DOH_DEFAULT if checked["doh_default"] else ()
@@ -150,6 +149,5 @@ def plan(checked, upstreams=()):
         "dot_allow4": allow[4] if checked["dot"] else [],
         "dot_allow6": allow[6] if checked["dot"] else [],
         "nxdomain": names,
-        "counters": [COUNTERS[k] for k in ("dot", "doh", "quic") if checked[k]],
         "any": any(checked[k] for k in ("dot", "doh", "quic")),
     }

@@ -494,7 +494,7 @@ def test_a_bad_dns_bypass_is_refused(bypass, message):
 def test_the_dns_bypass_lets_dot_reach_the_resolvers_upstreams_only():
     out = plan(providers=TWO, settings=dict(SETTINGS, dns_bypass={"dot": True, "dot_allow": ["192.0.2.0/28"]}))
     assert out["bypass"]["dot_allow4"] == ["192.0.2.0/28", "9.9.9.9/32", "10.8.0.1/32"]
-    assert out["bypass"]["doh4"] == [] and out["bypass"]["counters"] == ["bypass_dot"]
+    assert out["bypass"]["doh4"] == [] and out["bypass"]["dot"] and not out["bypass"]["doh"]
 
 
 # ---------------------------------------------------------------- seed 004's input policy (issue 18)
