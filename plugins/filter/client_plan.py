@@ -75,7 +75,14 @@ import re
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.datatag import native_type_name
 
-from ansible_collections.splitroute.vpn.plugins.module_utils import _bypass, _health, _lists, _names, _releases
+from ansible_collections.splitroute.vpn.plugins.module_utils import (
+    _bypass,
+    _forward,
+    _health,
+    _lists,
+    _names,
+    _releases,
+)
 from ansible_collections.splitroute.vpn.plugins.module_utils._dnsmasq import (
     InputError,
     compile_config,
@@ -136,6 +143,8 @@ _DEFAULTS = {
     "tailscale": False,
     "preresolve_rate": 50,
     "dns_bypass": {},
+    "forward": {},
+    "fwmark_mask": _names.FWMARK_MASK,
 }
 # absent.yml clears the first 10 tables after table_base (tunnels removed from inventory) and, in both states,
 # the rules at priority_base .. priority_base + 99.
@@ -237,6 +246,7 @@ def _settings(settings, errors):
         ("priority_base", 1, 32765),
         ("back_port", 1, 65535),
         ("preresolve_rate", 1, 10000),
+        ("fwmark_mask", 1, 0xFFFFFFFF),
     ):
         out[key] = errors.take(want_int(get(key), var(key), lo, hi))
     for key in ("dns_redirect", "tailscale"):
@@ -281,6 +291,9 @@ def _settings(settings, errors):
         bypass["doh_sources"], var("dns_bypass") + ".doh_sources", _names.DNS_BYPASS_SOURCES, errors
     )
     out["dns_bypass"] = bypass
+    forward, found = _forward.settings(get("forward"), var("forward"))
+    errors.extend(found)
+    out["forward"] = forward
     return out
 
 
@@ -649,8 +662,21 @@ def client_plan(tunnels, settings=None, domain_lists=None, domain_files=None):
                 errors.append("tunnels %s and %s share %s %s" % (seen[plan[key]], plan["name"], key, plan[key]))
             seen[plan[key]] = plan["name"]
     names = {p["name"] for p in plans}
+    mask = settings["fwmark_mask"]
     for plan in plans:
         where = "%s[%d]" % (TUNNELS, plan["index"])
+        if mask is not None and plan["fwmark"] is not None and (plan["fwmark"] & ~mask or not plan["fwmark"] & mask):
+            errors.append(
+                "%s.fwmark: %#x is not a mark in the role's bits (splitroute_client_fwmark_mask %#x): it must be "
+                "nonzero there and have no bit outside them" % (where, plan["fwmark"], mask)
+            )
+        for pattern in settings["forward"]["interfaces"]:
+            if plan["name"] is not None and (plan["name"] == pattern or (
+                    pattern.endswith("*") and plan["name"].startswith(pattern[:-1]))):  # fmt: skip
+                errors.append(
+                    "splitroute_client_forward.interfaces: %s takes tunnel %s's own interface (what comes in by a "
+                    "tunnel is its answers)" % (pattern, plan["name"])
+                )
         fallback = plan["fallback"]
         for name in sorted({n for n in fallback if fallback.count(n) > 1}):
             errors.append("%s.fallback: %s is named twice" % (where, name))
@@ -671,6 +697,8 @@ def client_plan(tunnels, settings=None, domain_lists=None, domain_files=None):
                     "%s.fallback: %s has no dns: the names of %s would have no resolver through it"
                     % (where, exit_["name"], plan["name"])
                 )
+    if None not in names:
+        errors.extend(_forward.check_tunnels(settings["forward"], plans))
     owner = {}
     for plan in plans:
         for domain in plan["domains"]:
@@ -876,11 +904,11 @@ def lists_tick(tunnels):
     return max(_lists.MIN_INTERVAL, min(300, *intervals)) if intervals else 3600
 
 
-def client_failover(tunnels):
+def client_failover(tunnels, mask=_names.FWMARK_MASK):
     """The plan's `failover` (_host_health): the groups (a tunnel with a fallback: its exits in order, its
-    table, mark and families, its back resolver and the servers-file `splitroute health` writes for it), the
-    exits they name (interface, probe mark, families, DNS servers, probe targets and check settings) and the
-    units the program starts after."""
+    table, mark (in the bits of MASK) and families, its back resolver and the servers-file `splitroute health`
+    writes for it), the exits they name (interface, probe mark, families, DNS servers, probe targets and check
+    settings) and the units the program starts after."""
     by_name = {t["name"]: t for t in tunnels}
     groups, exits = [], {}
     for t in tunnels:
@@ -894,6 +922,7 @@ def client_failover(tunnels):
                 "order": order,
                 "table": t["table"],
                 "fwmark": t["fwmark"],
+                "fwmask": mask,
                 "families": families,
                 "sticky": t["health"]["sticky"],
                 "dns": t["dns"],
@@ -925,10 +954,11 @@ def client_host_plan(tunnels, settings, resolved=False):
     tunnels, settings = _native([tunnels, settings])
     table = _names.NFT_TABLE
     rules, routes, boot_routes, back_groups = [], [], [], {}
-    failover = client_failover(tunnels)
+    failover = client_failover(tunnels, settings["fwmark_mask"])
     groups = {g["tunnel"] for g in failover["groups"]}
     for t in tunnels:
-        rules.append({"priority": t["priority"], "fwmark": str(t["fwmark"]), "table": str(t["table"])})
+        rules.append({"priority": t["priority"], "fwmark": str(t["fwmark"]), "fwmask": str(settings["fwmark_mask"]),
+                      "table": str(t["table"])})  # fmt: skip
         for family, have in (("4", t["has_v4"]), ("6", t["has_v6"])):
             if have and t["name"] not in groups:  # a group's default route is splitroute health's
                 routes.append({"table": str(t["table"]), "dest": "default", "dev": t["name"], "family": family,
@@ -1021,6 +1051,20 @@ def client_host_plan(tunnels, settings, resolved=False):
         "back_servers": {g["tunnel"]: g["servers_file"] for g in failover["groups"] if g["servers_file"]},
         # the marks of the exits splitroute health probes: a probe keeps its mark (client.nft.j2)
         "probe_marks": ["%#x" % m for m in sorted({e["mark"] for e in failover["exits"].values()})],
+        # the role's bits of the packet and conntrack marks, and per tunnel the statements that set its mark
+        # in them (the other bits are kept: other software's marks)
+        "marks": {
+            "mask": "%#x" % settings["fwmark_mask"],
+            "set": {t["name"]: _names.mark_statement(t["fwmark"], settings["fwmark_mask"]) for t in tunnels},
+            # an established connection's packet gets its connection's mark again
+            "restore": {
+                t["name"]: _names.mark_statement(t["fwmark"], settings["fwmark_mask"], conntrack=False) for t in tunnels
+            },
+        },
+        # forwarded traffic (_forward): the LAN behind the host, its containers and VMs
+        "forward": _forward.plan(
+            settings.get("forward") or _forward.settings(None, "")[0], tunnels, settings["fwmark_mask"]
+        ),
         "units": {
             "files": list(_names.CLIENT_UNIT_FILES),
             # enabled and started in this order (boot order)

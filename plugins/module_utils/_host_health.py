@@ -150,14 +150,15 @@ def apply_routes(plan, chosen, log):
     return PolicyRouting(_host.Backend(params, log)).run()["commands"]
 
 
-def flush_conntrack(mark):
-    """Delete the conntrack entries whose mark is MARK, IPv4 and IPv6 (others are untouched)."""
+def flush_conntrack(mark, mask=0xFFFFFFFF):
+    """Delete the conntrack entries whose mark is MARK in the bits of MASK, IPv4 and IPv6 (others are
+    untouched)."""
     if NFCTSocket is None:
         raise _host.HostError("conntrack flush of mark %#x: pyroute2 is not installed" % mark)
     for family in (socket.AF_INET, socket.AF_INET6):
         with NFCTSocket(nfgen_family=family) as ct:
             try:
-                ct.flush(mark=mark, mark_mask=0xFFFFFFFF)
+                ct.flush(mark=mark, mark_mask=mask)
             except NetlinkError as exc:
                 raise _host.HostError("conntrack flush of mark %#x: %s" % (mark, exc)) from exc
 
@@ -181,7 +182,7 @@ def switch(plan, group, old, new, reason, log, conntrack=flush_conntrack, hup=si
     what = "%s %s" % (group.get("kind", "tunnel"), group["tunnel"])
     if group.get("fwmark"):
         try:
-            conntrack(group["fwmark"])
+            conntrack(group["fwmark"], group.get("fwmask", 0xFFFFFFFF))
         except _host.HostError as exc:
             log("splitroute health: %s: %s (its connections reconnect when they time out)" % (what, exc))
     log(

@@ -88,9 +88,20 @@ FAMILIES = (4, 6)
 # tunnel N (0-based, in inventory order) gets these unless it gives its own
 FWMARK_FIRST = 1
 PRIORITY_STEP = 10
+# the bits of the packet and conntrack marks the client role owns (splitroute_client_fwmark_mask): its marks
+# are set into them and the rest is kept (Docker, Tailscale, firewalld and others have marks of their own)
+FWMARK_MASK = 0xFF
 # the role owns rules at priority_base .. +99 and clears tables table_base .. +9 on removal
 SCOPE_TABLES = 10
 SCOPE_PRIORITIES = 100
+
+
+def mark_statement(fwmark, mask, conntrack=True):
+    """The nftables statements that give a packet (and, with CONNTRACK, its connection) the mark FWMARK in
+    the bits of MASK, keeping the other bits (client.nft.j2's output and prerouting chains)."""
+    keep = 0xFFFFFFFF & ~mask
+    out = "meta mark set meta mark & %#x | %#x" % (keep, fwmark)
+    return out + (" ct mark set ct mark & %#x | %#x" % (keep, fwmark) if conntrack else "")
 
 
 def dns_sets(tunnel, family):

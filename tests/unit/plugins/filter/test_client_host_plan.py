@@ -48,8 +48,8 @@ def test_the_plan_is_versioned_json_with_no_key_material():
 def test_rules_routes_and_units_are_the_plan_s_as_the_tasks_take_them():
     plan = host()
     assert plan["rules"] == [
-        {"priority": 1000, "fwmark": "1", "table": "100"},
-        {"priority": 1010, "fwmark": "2", "table": "101"},
+        {"priority": 1000, "fwmark": "1", "fwmask": "255", "table": "100"},
+        {"priority": 1010, "fwmark": "2", "fwmask": "255", "table": "101"},
     ]
     assert plan["routes"] == [
         {"table": "100", "dest": "default", "dev": "wg0", "family": "4", "metric": 10},

@@ -74,6 +74,13 @@ SETTINGS = {
     # every part on: the nftables file (nft -c) and the resolvers (dnsmasq --test) with all of it
     "dns_bypass": {"dot": True, "dot_allow": ["192.0.2.85"], "doh": True, "doh_addresses": ["198.51.100.230"],
                    "canaries": True, "private_relay": True, "https_records": True, "quic": True},
+    # forwarded traffic with every part: interfaces and a prefix, sources, each kind of policy
+    "forward": {"interfaces": ["lan0", "docker*"], "sources": ["192.168.50.0/24", "fd50::/64"],
+                "policies": [{"source": "192.168.1.50", "tunnel": "wg0"}, {"source": "fd50::50", "tunnel": "wg-1.x"},
+                             {"source": "02:00:00:00:00:aa", "tunnel": "wg0"},
+                             {"source": "192.168.1.9", "exclude": True},
+                             {"source": "02:00:00:00:00:09", "exclude": True}]},
+    "fwmark_mask": "0xff00ff",
 }  # fmt: skip
 
 
@@ -267,10 +274,11 @@ def test_the_rendered_back_resolvers_pass_dnsmasq_test(tmp_path):
 
 def test_the_guard_catches_a_value_with_a_line_break():
     """The check above is not vacuous: a plan holding an injected line is caught at rendering."""
-    (plan,) = client_plan([dict(TUNNELS[0], fallback=[])], SETTINGS)
+    settings = dict(SETTINGS, forward={})  # (its policies name the other tunnel)
+    (plan,) = client_plan([dict(TUNNELS[0], fallback=[])], settings)
     plan = dict(plan, address=["fd00::2%x\nPreUp = touch /tmp/ran #"])
     with pytest.raises(AddedLine):
-        environment().get_template("wg.conf.j2").render(context([plan], client_settings(SETTINGS), item=plan))
+        environment().get_template("wg.conf.j2").render(context([plan], client_settings(settings), item=plan))
 
 
 @pytest.mark.skipif(shutil.which("nft") is None, reason="needs nft")
@@ -291,7 +299,7 @@ def test_a_tunnel_with_a_fallback_leaves_its_default_route_and_its_servers_to_sp
     assert [line for line in wg1.splitlines() if "route replace" in line] == [
         "PostUp = ip -4 route replace default dev %i table 101 metric 10"
     ]
-    assert "meta mark { 0x1, 0x2 } return" in out["client.nft.j2"]
+    assert "meta mark & 0xff00ff { 0x1, 0x2 } return" in out["client.nft.j2"]
     servers = _names.back_servers_file("wg0")
     assert "servers-file=%s\n" % servers in out["dnsmasq-back.conf.j2[wg0]"]
     assert "server=" not in out["dnsmasq-back-nftset.conf.j2[wg0]"]

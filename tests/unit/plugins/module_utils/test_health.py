@@ -128,7 +128,8 @@ def test_the_plan_of_a_tunnel_with_a_fallback():
     plan = host_plan()
     (group,) = plan["failover"]["groups"]
     assert group == {
-        "tunnel": "ex0", "order": ["ex0", "ex1"], "table": 100, "fwmark": 1, "families": [4, 6], "sticky": False,
+        "tunnel": "ex0", "order": ["ex0", "ex1"], "table": 100, "fwmark": 1, "fwmask": 0xFF, "families": [4, 6],
+        "sticky": False,
         "dns": ["10.1.0.1", "fd10:1::1"], "servers_file": "/run/splitroute/dns/back-ex0-servers.conf",
         "back_unit": "splitroute-dns-back@ex0.service",
     }  # fmt: skip
